@@ -1,0 +1,1 @@
+//! Fake Discord REST API (see module docs once written).

@@ -1,0 +1,1 @@
+//! Fake LLM provider APIs.
