@@ -4,21 +4,47 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the server config (`actor_server.toml`): loading, `${VAR}` interpolation,
-//!   validation, errors that name the file, key and line.
-//! - [`narrative`]: narrative files, their acts and templates, checked at load time.
+//! - [`config`]: the server config (`actor_server.toml`): types, defaults, validation.
+//! - [`tomlfile`]: reading TOML with `${VAR}` interpolation and errors naming file, key, line.
+//! - [`narrative`]: narrative files, their acts and templates, checked at load time; running them.
 //! - [`llm`]: LLM providers (Gemini, OpenAI-compatible, Anthropic, offline), retries and rate
 //!   limits shared by the whole process.
-//! - [`discord`]: delivery targets (Discord bot channel, webhook, log) and message splitting.
+//! - [`discord`]: delivery to targets (Discord channel, webhook, log) and message splitting.
 //! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
-//! - [`schedule`]: schedule kinds and their next fire times.
+//! - [`schedule`]: schedule kinds and their fire times.
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
+//! - [`app`]: the assembled server shared by the scheduler and runs.
+//! - [`commands`]: the CLI subcommands as library functions.
 //! - [`clock`]: wall-clock time derived from tokio's clock, so tests can pause it.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic and Discord, speaking their wire
 //!   formats; used by the tests and the benchmarks.
 
-pub mod secret;
-pub mod llm;
+pub mod app;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod discord;
 pub mod fakes;
+pub mod llm;
+pub mod narrative;
+pub mod runner;
+pub mod schedule;
+pub mod scheduler;
+pub mod secret;
+pub mod store;
+pub mod tomlfile;
+
+/// `err` and its sources, joined by `: ` (what anyhow's `{:#}` prints), for places that
+/// store or log an error without anyhow.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,1 +1,201 @@
-fn main() {}
+//! The `bot-server` binary: parses the command line, sets up logging, calls into the library
+//! and turns errors into an exit code.
+
+use anyhow::Context;
+use bot_server::app::{App, AppOptions};
+use bot_server::commands::{self, RunCommand};
+use bot_server::config::Config;
+use bot_server::scheduler::{self, SchedulerStatus};
+use bot_server::store::{PostStatus, Store};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bot-server",
+    version,
+    about = "Runs scheduled LLM narratives and posts the results to Discord"
+)]
+struct Cli {
+    /// The server config.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BOT_SERVER_CONFIG",
+        default_value = "actor_server.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the actors on their schedules until SIGTERM or SIGINT (the default command).
+    Serve,
+    /// Run one narrative once and print every act's output.
+    Run {
+        /// The narrative file.
+        narrative: PathBuf,
+        /// A template variable, `NAME=VALUE` (repeatable).
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Use this provider for every act.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Use this model for every act.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Validate the config and its narratives; show each actor's next fire times.
+    Check,
+    /// Inspect and curate the post queue.
+    Posts {
+        #[command(subcommand)]
+        action: PostsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PostsAction {
+    /// List posts, oldest first.
+    List {
+        /// Only posts with this status (pending, approved, rejected, sending, posted).
+        #[arg(long)]
+        status: Option<PostStatus>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Approve pending (or rejected) posts for publishing.
+    Approve { ids: Vec<i64> },
+    /// Reject pending (or approved) posts.
+    Reject { ids: Vec<i64> },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries command output (and the log target's posts).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config).await,
+        Command::Run {
+            narrative,
+            vars,
+            provider,
+            model,
+        } => {
+            let cmd = RunCommand {
+                narrative,
+                vars: vars.into_iter().collect(),
+                provider,
+                model,
+            };
+            commands::run_narrative(&cli.config, &cmd, None, &mut stdout).await
+        }
+        Command::Check => {
+            let token = bot_server::secret::Secret::from_env("DISCORD_TOKEN")
+                .map_err(anyhow::Error::msg)?;
+            commands::check(&cli.config, token.is_some(), &mut stdout)
+        }
+        Command::Posts { action } => {
+            let config = Config::load(&cli.config)?;
+            let url = std::env::var("DATABASE_URL").ok();
+            let store = Store::open(&config.server.state_dir, url.as_deref()).await?;
+            let result = match action {
+                PostsAction::List { status, limit } => {
+                    commands::posts_list(&store, status, limit, &mut stdout).await
+                }
+                PostsAction::Approve { ids } => {
+                    commands::posts_decide(&store, &ids, true, &mut stdout).await
+                }
+                PostsAction::Reject { ids } => {
+                    commands::posts_decide(&store, &ids, false, &mut stdout).await
+                }
+            };
+            store.close().await;
+            result
+        }
+    }
+}
+
+async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let app = Arc::new(App::build(config, AppOptions::from_env()?).await?);
+    tracing::info!(
+        config = %config_path.display(),
+        state = app.store.location(),
+        actors = app.config.actors.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "bot-server started"
+    );
+    let status = Arc::new(SchedulerStatus::default());
+    scheduler::run(app.clone(), status, shutdown_signal())
+        .await
+        .context("scheduler failed")?;
+    app.store.close().await;
+    tracing::info!("bot-server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what `podman stop` sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(cause = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -36,7 +36,9 @@ impl Secret {
         let file_var = format!("{name}_FILE");
         match std::env::var(&file_var) {
             Ok(path) if !path.is_empty() => match std::fs::read_to_string(&path) {
-                Ok(content) => Ok(Some(Self(content.trim_end_matches(['\n', '\r']).to_owned()))),
+                Ok(content) => Ok(Some(Self(
+                    content.trim_end_matches(['\n', '\r']).to_owned(),
+                ))),
                 Err(err) => Err(format!("{file_var}={path}: cannot read the file: {err}")),
             },
             _ => Ok(None),

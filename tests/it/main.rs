@@ -1,1 +1,3 @@
 //! Integration tests: one crate, one module per area.
+mod fake_discord;
+mod llm;

@@ -1,0 +1,200 @@
+//! The assembled server: config, narratives, state store, LLM clients and delivery, built
+//! once at start-up and shared (`Arc<App>`) by the scheduler and every run.
+
+use crate::clock::Clock;
+use crate::config::{Action, Actor, Config, Target};
+use crate::discord::Delivery;
+use crate::llm::LlmClients;
+use crate::narrative::{BUILTIN_VARS, Narrative, NarrativeError};
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A problem found while assembling the server.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Narrative(#[from] NarrativeError),
+    #[error("actor `{actor}`")]
+    ActorNarrative {
+        actor: String,
+        #[source]
+        source: Box<NarrativeError>,
+    },
+    #[error("actor `{actor}`: {message}")]
+    Actor { actor: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
+    #[error("{0}")]
+    Secret(String),
+}
+
+/// What [`App::build`] takes besides the config.
+#[derive(Default)]
+pub struct AppOptions {
+    /// Time source (tests start it at a chosen instant); `None` is the system clock.
+    pub clock: Option<Clock>,
+    /// `DATABASE_URL`, overriding the state directory.
+    pub database_url: Option<String>,
+    /// The bot token (`DISCORD_TOKEN`).
+    pub discord_token: Option<Secret>,
+    /// Pre-built LLM clients (tests inject keys this way); `None` builds them from the config.
+    pub llm: Option<LlmClients>,
+}
+
+impl AppOptions {
+    /// Options from the process environment: `DATABASE_URL`, `DISCORD_TOKEN`(`_FILE`).
+    ///
+    /// # Errors
+    ///
+    /// When `DISCORD_TOKEN_FILE` names a file that cannot be read.
+    pub fn from_env() -> Result<Self, SetupError> {
+        Ok(Self {
+            clock: None,
+            database_url: std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            discord_token: Secret::from_env("DISCORD_TOKEN").map_err(SetupError::Secret)?,
+            llm: None,
+        })
+    }
+}
+
+/// Everything a run needs.
+pub struct App {
+    pub config: Arc<Config>,
+    pub narratives: BTreeMap<PathBuf, Arc<Narrative>>,
+    pub store: Store,
+    pub llm: LlmClients,
+    pub delivery: Delivery,
+    pub clock: Clock,
+    /// Mixed into Discord nonces (see [`Store::nonce_salt`]).
+    pub nonce_salt: String,
+}
+
+/// Narratives of the config's actors, loaded and checked against each actor's variables.
+///
+/// # Errors
+///
+/// The first narrative that fails to load, or an actor that does not supply a variable its
+/// narrative needs.
+pub fn load_narratives(config: &Config) -> Result<BTreeMap<PathBuf, Arc<Narrative>>, SetupError> {
+    let mut narratives: BTreeMap<PathBuf, Arc<Narrative>> = BTreeMap::new();
+    for actor in &config.actors {
+        let Some(path) = &actor.narrative else {
+            continue;
+        };
+        let narrative = match narratives.get(path) {
+            Some(n) => n.clone(),
+            None => {
+                let n = Arc::new(Narrative::load(path).map_err(|source| {
+                    SetupError::ActorNarrative {
+                        actor: actor.name.clone(),
+                        source: Box::new(source),
+                    }
+                })?);
+                narratives.insert(path.clone(), n.clone());
+                n
+            }
+        };
+        let builtins: &[&str] = if actor.action == Action::Curate {
+            BUILTIN_VARS
+        } else {
+            &BUILTIN_VARS[1..]
+        };
+        narrative
+            .check_variables(&actor.vars, builtins)
+            .map_err(|source| SetupError::ActorNarrative {
+                actor: actor.name.clone(),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(narratives)
+}
+
+/// Checks that every enabled actor can reach its provider(s) and target: API keys present,
+/// a bot token for channel targets.
+///
+/// # Errors
+///
+/// The first actor that could not work, naming what to set.
+pub fn check_credentials(
+    config: &Config,
+    narratives: &BTreeMap<PathBuf, Arc<Narrative>>,
+    llm: &LlmClients,
+    has_discord_token: bool,
+) -> Result<(), SetupError> {
+    for actor in config.actors.iter().filter(|a| a.enabled) {
+        if matches!(actor.target, Target::Discord { .. }) && !has_discord_token {
+            return Err(SetupError::Actor {
+                actor: actor.name.clone(),
+                message: format!(
+                    "posts to Discord channel target `{}` and needs a bot token: set DISCORD_TOKEN (or DISCORD_TOKEN_FILE)",
+                    actor.target_name
+                ),
+            });
+        }
+        let Some(narrative) = actor.narrative.as_ref().and_then(|p| narratives.get(p)) else {
+            continue;
+        };
+        let options = crate::narrative::RunOptions {
+            default_provider: config.server.default_provider.clone(),
+            ..Default::default()
+        };
+        for act in &narrative.acts {
+            let (provider, _) = narrative.resolve(act, &options, llm);
+            llm.check_ready(&provider).map_err(|e| SetupError::Actor {
+                actor: actor.name.clone(),
+                message: format!("act `{}`: {e}", act.name),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl App {
+    /// Assembles the server from a loaded config: loads narratives, opens the store, builds
+    /// the clients, and checks credentials of enabled actors.
+    ///
+    /// # Errors
+    ///
+    /// See [`SetupError`].
+    pub async fn build(config: Config, options: AppOptions) -> Result<Self, SetupError> {
+        let AppOptions {
+            clock,
+            database_url,
+            discord_token: token,
+            llm,
+        } = options;
+        let narratives = load_narratives(&config)?;
+        let llm = match llm {
+            Some(llm) => llm,
+            None => LlmClients::new(&config.providers)?,
+        };
+        check_credentials(&config, &narratives, &llm, token.is_some())?;
+        let delivery = Delivery::new(&config.discord, token);
+        let store = Store::open(&config.server.state_dir, database_url.as_deref()).await?;
+        let nonce_salt = store.nonce_salt().await?;
+        Ok(Self {
+            config: Arc::new(config),
+            narratives,
+            store,
+            llm,
+            delivery,
+            clock: clock.unwrap_or_else(Clock::system),
+            nonce_salt,
+        })
+    }
+
+    /// The narrative of an actor (loaded at build time).
+    pub fn narrative_of(&self, actor: &Actor) -> Option<&Arc<Narrative>> {
+        actor
+            .narrative
+            .as_ref()
+            .and_then(|p| self.narratives.get(p))
+    }
+}

@@ -1,0 +1,246 @@
+//! What the CLI subcommands do, as library functions writing to any `Write`, so tests can run
+//! them without a process: `check`, `run` (one narrative once), `posts`.
+
+use crate::app::{check_credentials, load_narratives};
+use crate::config::{Config, ConfigFile};
+use crate::llm::LlmClients;
+use crate::narrative::{Narrative, RunOptions};
+use crate::schedule::History;
+use crate::store::{PostStatus, Store};
+use anyhow::Context;
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// `bot-server check`: validates the config and every narrative it references and prints
+/// each actor's schedule and next five fire times. Missing credentials are warnings here
+/// (`serve` refuses to start without them).
+///
+/// # Errors
+///
+/// The first problem in the config or a narrative.
+pub fn check(
+    config_path: &Path,
+    discord_token_set: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let narratives = load_narratives(&config)?;
+    let llm = LlmClients::new(&config.providers)?;
+    let now = Utc::now();
+    writeln!(
+        out,
+        "{}: valid, {} actor(s), {} narrative(s)",
+        config_path.display(),
+        config.actors.len(),
+        narratives.len()
+    )?;
+    for actor in &config.actors {
+        let narrative = actor
+            .narrative
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into());
+        writeln!(out)?;
+        writeln!(
+            out,
+            "actor {}{}: {} -> {} ({})",
+            actor.name,
+            if actor.enabled { "" } else { " (disabled)" },
+            actor.action.as_str(),
+            actor.target_name,
+            narrative
+        )?;
+        writeln!(out, "  schedule: {}", actor.schedule.describe())?;
+        let tz = actor.schedule.timezone();
+        let times = actor.schedule.upcoming(History::default(), now, 5);
+        if times.is_empty() {
+            writeln!(out, "  never fires again")?;
+        }
+        for t in times {
+            let local = t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z (%:z)");
+            writeln!(
+                out,
+                "  next: {}  |  {local} {tz}",
+                t.format("%Y-%m-%d %H:%M:%S UTC")
+            )?;
+        }
+    }
+    if let Err(err) = check_credentials(&config, &narratives, &llm, discord_token_set) {
+        writeln!(
+            out,
+            "\nwarning: {err} (`serve` will refuse to start until this is set)"
+        )?;
+    }
+    Ok(())
+}
+
+/// Options of `bot-server run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunCommand {
+    pub narrative: std::path::PathBuf,
+    pub vars: BTreeMap<String, String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+}
+
+/// `bot-server run`: runs one narrative once and prints every act's output with timings.
+/// Providers come from the config when it exists (base URLs, limits, default provider).
+///
+/// # Errors
+///
+/// When the narrative cannot be loaded, a variable is missing, or an act fails.
+pub async fn run_narrative(
+    config_path: &Path,
+    cmd: &RunCommand,
+    llm: Option<LlmClients>,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    let file = if config_path.exists() {
+        crate::tomlfile::load::<ConfigFile>(config_path)?
+    } else {
+        ConfigFile::default()
+    };
+    let llm = match llm {
+        Some(llm) => llm,
+        None => LlmClients::new(&file.providers)?,
+    };
+    let narrative = Narrative::load(&cmd.narrative)?;
+    let options = RunOptions {
+        vars: cmd.vars.clone(),
+        builtins: BTreeMap::from([
+            ("actor".to_owned(), minijinja::Value::from("cli")),
+            (
+                "now".to_owned(),
+                minijinja::Value::from(Utc::now().to_rfc3339()),
+            ),
+        ]),
+        provider_override: cmd.provider.clone(),
+        model_override: cmd.model.clone(),
+        default_provider: file.server.default_provider.clone(),
+    };
+    writeln!(
+        out,
+        "narrative {} ({} acts)",
+        narrative.name,
+        narrative.acts.len()
+    )?;
+    let started = tokio::time::Instant::now();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut printed = Ok(());
+    let result = narrative
+        .run(&llm, &options, &cancel, |act| {
+            if printed.is_ok() {
+                printed = writeln!(
+                    out,
+                    "\n── act {} · {}/{} · {} ms · {} in / {} out tokens{} ──\n{}",
+                    act.act,
+                    act.provider,
+                    act.model,
+                    act.duration.as_millis(),
+                    act.input_tokens,
+                    act.output_tokens,
+                    if act.retries > 0 {
+                        format!(" · {} retries", act.retries)
+                    } else {
+                        String::new()
+                    },
+                    act.text.trim_end()
+                );
+            }
+        })
+        .await;
+    printed?;
+    result?;
+    writeln!(out, "\ndone in {} ms", started.elapsed().as_millis())?;
+    Ok(())
+}
+
+/// `bot-server posts list`.
+///
+/// # Errors
+///
+/// On a store error.
+pub async fn posts_list(
+    store: &Store,
+    status: Option<PostStatus>,
+    limit: u32,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let posts = store.posts(status, None, limit).await?;
+    if posts.is_empty() {
+        writeln!(
+            out,
+            "no posts{}",
+            status
+                .map(|s| format!(" with status {}", s.as_str()))
+                .unwrap_or_default()
+        )?;
+    }
+    for p in posts {
+        let first_line: String = p
+            .content
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect();
+        writeln!(
+            out,
+            "{:>6}  {:<9} {:<24} {}  {}",
+            p.id,
+            p.status.as_str(),
+            p.target,
+            p.created_at.format("%Y-%m-%d %H:%M"),
+            first_line
+        )?;
+        if let Some(err) = p.last_error {
+            writeln!(out, "        last error: {err}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `bot-server posts approve|reject ID...`.
+///
+/// # Errors
+///
+/// When a post does not exist or is not pending (approve also accepts rejected posts, so a
+/// mistaken rejection can be undone); earlier ids in the list stay changed.
+pub async fn posts_decide(
+    store: &Store,
+    ids: &[i64],
+    approve: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    for &id in ids {
+        if approve {
+            store
+                .transition(
+                    id,
+                    &[PostStatus::Pending, PostStatus::Rejected],
+                    PostStatus::Approved,
+                    "approved",
+                    Utc::now(),
+                )
+                .await
+                .with_context(|| format!("cannot approve post {id}"))?;
+            writeln!(out, "post {id} approved")?;
+        } else {
+            store
+                .transition(
+                    id,
+                    &[PostStatus::Pending, PostStatus::Approved],
+                    PostStatus::Rejected,
+                    "rejected",
+                    Utc::now(),
+                )
+                .await
+                .with_context(|| format!("cannot reject post {id}"))?;
+            writeln!(out, "post {id} rejected")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! The server config (`actor_server.toml`): its types, defaults, loading and validation.
+//!
+//! The committed, commented `actor_server.example.toml` documents every key and its default;
+//! a unit test keeps it in step with the defaults here. Paths in the file (narratives, the
+//! state directory) are relative to the file's own directory.
+
+use crate::llm::ProviderSettings;
+use crate::schedule::{Schedule, ScheduleSpec};
+use crate::tomlfile::{self, TomlFileError};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub discord: DiscordSettings,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSpec>,
+    #[serde(default)]
+    pub actors: Vec<ActorSpec>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Longest the scheduler sleeps before looking at the actors again.
+    pub check_interval_seconds: u64,
+    /// Consecutive failed runs that open an actor's circuit.
+    pub max_consecutive_failures: u32,
+    /// How long an open circuit pauses the actor before one trial run.
+    pub circuit_cooldown_seconds: u64,
+    /// Where the state store lives (relative to the config file).
+    pub state_dir: PathBuf,
+    /// Admin HTTP (metrics, health).
+    pub admin_listen: SocketAddr,
+    /// How long a run in flight may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    /// Longest one run may take.
+    pub run_timeout_seconds: u64,
+    /// Provider used when neither act nor narrative names one.
+    pub default_provider: String,
+    /// Runs at most this many actor runs at once.
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            check_interval_seconds: 60,
+            max_consecutive_failures: 5,
+            circuit_cooldown_seconds: 300,
+            state_dir: PathBuf::from("state"),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            shutdown_grace_seconds: 30,
+            run_timeout_seconds: 300,
+            default_provider: "gemini".to_owned(),
+            max_concurrent_runs: 16,
+        }
+    }
+}
+
+/// `[discord]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSettings {
+    /// Discord's API host; anything else (a fake, a proxy) is reached as `scheme://host:port`.
+    pub base_url: String,
+    /// Longest one Discord request may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for DiscordSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://discord.com".to_owned(),
+            timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[targets.NAME]`: where posts go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TargetSpec {
+    /// A channel, through the bot API (`DISCORD_TOKEN`).
+    Discord { channel_id: String },
+    /// A Discord webhook URL (it is a secret: never logged).
+    Webhook { url: String },
+    /// The server's log (stdout); the demo target.
+    Log,
+}
+
+/// What an actor does with its narrative.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Run the narrative and post its final output to the target.
+    #[default]
+    Post,
+    /// Run the narrative; its final output is a JSON list of posts, queued as pending.
+    Generate,
+    /// Show pending posts to the narrative; it returns the ids it approves.
+    Curate,
+    /// Publish the oldest approved post (no narrative).
+    Publish,
+}
+
+impl Action {
+    /// Lowercase name, as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Generate => "generate",
+            Self::Curate => "curate",
+            Self::Publish => "publish",
+        }
+    }
+}
+
+/// One `[[actors]]` entry as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSpec {
+    pub name: String,
+    #[serde(default)]
+    pub narrative: Option<PathBuf>,
+    pub schedule: ScheduleSpec,
+    #[serde(default)]
+    pub action: Action,
+    /// Name of a `[targets.NAME]` table.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Shorthand for a Discord channel target (the established syntax).
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Template variables for the narrative.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Curators: how many pending posts one run is shown.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    #[serde(default)]
+    pub run_timeout_seconds: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A delivery target, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Discord { channel_id: u64 },
+    Webhook { url: crate::secret::Secret },
+    Log,
+}
+
+impl Target {
+    /// A stable key for the post queue and dedup: `discord:123`, `webhook:ID`, `log`.
+    /// Never the webhook token.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Discord { channel_id } => format!("discord:{channel_id}"),
+            Self::Webhook { url } => {
+                let id = crate::discord::webhook_id(url.expose()).unwrap_or(0);
+                format!("webhook:{id}")
+            }
+            Self::Log => "log".to_owned(),
+        }
+    }
+}
+
+/// A validated actor.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub narrative: Option<PathBuf>,
+    pub schedule: Schedule,
+    pub action: Action,
+    pub target_name: String,
+    pub target: Target,
+    pub enabled: bool,
+    pub vars: BTreeMap<String, String>,
+    pub batch_size: u32,
+    pub run_timeout_seconds: u64,
+}
+
+/// A loaded, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub discord: DiscordSettings,
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub actors: Vec<Actor>,
+}
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    File(#[from] TomlFileError),
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads and validates `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed, or a value is invalid; the error names the file
+    /// and the key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file: ConfigFile = tomlfile::load(path)?;
+        Self::from_file(path, file)
+    }
+
+    /// Validates an already parsed file; `path` locates relative paths and names errors.
+    ///
+    /// # Errors
+    ///
+    /// See [`Config::load`].
+    pub fn from_file(path: &Path, file: ConfigFile) -> Result<Self, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        let mut server = file.server;
+        if server.check_interval_seconds == 0 {
+            return Err(invalid(
+                "server.check_interval_seconds".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if server.max_consecutive_failures == 0 {
+            return Err(invalid(
+                "server.max_consecutive_failures".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if server.max_concurrent_runs == 0 {
+            return Err(invalid(
+                "server.max_concurrent_runs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if server.state_dir.is_relative() {
+            server.state_dir = base.join(&server.state_dir);
+        }
+        url::Url::parse(&file.discord.base_url)
+            .map_err(|e| invalid("discord.base_url".into(), format!("not a URL ({e})")))?;
+
+        let mut targets = BTreeMap::new();
+        for (name, spec) in &file.targets {
+            let key = format!("targets.{name}");
+            let target = match spec {
+                TargetSpec::Discord { channel_id } => Target::Discord {
+                    channel_id: parse_channel_id(channel_id)
+                        .map_err(|m| invalid(format!("{key}.channel_id"), m))?,
+                },
+                TargetSpec::Webhook { url } => {
+                    crate::discord::webhook_id(url).ok_or_else(|| {
+                        invalid(
+                            format!("{key}.url"),
+                            "not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)".into(),
+                        )
+                    })?;
+                    Target::Webhook {
+                        url: crate::secret::Secret::new(url.clone()),
+                    }
+                }
+                TargetSpec::Log => Target::Log,
+            };
+            targets.insert(name.clone(), target);
+        }
+
+        let mut actors = Vec::with_capacity(file.actors.len());
+        let mut seen = std::collections::HashSet::new();
+        for (index, spec) in file.actors.into_iter().enumerate() {
+            let key = |field: &str| format!("actors[{index}].{field}");
+            if !valid_name(&spec.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "`{}` is not a valid actor name (use letters, digits, `_` and `-`, at most 64)",
+                        spec.name
+                    ),
+                ));
+            }
+            if !seen.insert(spec.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("actor `{}` is defined twice", spec.name),
+                ));
+            }
+            let schedule = Schedule::from_spec(&spec.schedule)
+                .map_err(|e| invalid(key("schedule"), e.to_string()))?;
+            let narrative = match (&spec.narrative, spec.action) {
+                (Some(p), _) => Some(base.join(p)),
+                (None, Action::Publish) => None,
+                (None, action) => {
+                    return Err(invalid(
+                        key("narrative"),
+                        format!(
+                            "actor `{}` has action `{}` and needs a narrative file",
+                            spec.name,
+                            action.as_str()
+                        ),
+                    ));
+                }
+            };
+            let (target_name, target) = match (&spec.target, &spec.channel_id) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("target"),
+                        "set either `target` or `channel_id`, not both".into(),
+                    ));
+                }
+                (Some(name), None) => match targets.get(name) {
+                    Some(t) => (name.clone(), t.clone()),
+                    None => {
+                        let known: Vec<_> = targets.keys().map(String::as_str).collect();
+                        return Err(invalid(
+                            key("target"),
+                            format!(
+                                "no target named `{name}` (defined: [{}]); add a [targets.{name}] table",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                },
+                (None, Some(id)) => {
+                    let channel_id =
+                        parse_channel_id(id).map_err(|m| invalid(key("channel_id"), m))?;
+                    (
+                        format!("channel:{channel_id}"),
+                        Target::Discord { channel_id },
+                    )
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        key("target"),
+                        format!(
+                            "actor `{}` has no target: set `target = \"NAME\"` (a [targets.NAME] table) or `channel_id`",
+                            spec.name
+                        ),
+                    ));
+                }
+            };
+            actors.push(Actor {
+                name: spec.name,
+                narrative,
+                schedule,
+                action: spec.action,
+                target_name,
+                target,
+                enabled: spec.enabled,
+                vars: spec.vars,
+                batch_size: spec.batch_size.unwrap_or(20).max(1),
+                run_timeout_seconds: spec
+                    .run_timeout_seconds
+                    .unwrap_or(server.run_timeout_seconds)
+                    .max(1),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            server,
+            discord: file.discord,
+            providers: file.providers,
+            actors,
+        })
+    }
+
+    /// The actor named `name`.
+    pub fn actor(&self, name: &str) -> Option<&Actor> {
+        self.actors.iter().find(|a| a.name == name)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn parse_channel_id(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(format!(
+            "`{value}` is not a Discord channel id (a number such as 123456789012345678)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile =
+            tomlfile::parse(Path::new("/etc/bot/actor_server.toml"), text, |_| None)?;
+        Config::from_file(Path::new("/etc/bot/actor_server.toml"), file)
+    }
+
+    #[test]
+    fn example_config_documents_the_defaults() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/actor_server.example.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let env = |name: &str| {
+            Some(match name {
+                "DISCORD_CHANNEL_ID" => "123456789012345678".to_owned(),
+                "DISCORD_WEBHOOK_URL" => "https://discord.com/api/webhooks/1/abc".to_owned(),
+                _ => "x".to_owned(),
+            })
+        };
+        let file: ConfigFile = tomlfile::parse(path, &text, env).unwrap();
+        assert_eq!(
+            file.server,
+            ServerSettings {
+                default_provider: file.server.default_provider.clone(),
+                ..ServerSettings::default()
+            }
+        );
+        assert_eq!(file.discord, DiscordSettings::default());
+        Config::from_file(path, file).unwrap();
+    }
+
+    #[test]
+    fn legacy_channel_id_is_a_discord_target() {
+        let c = parse(
+            "[[actors]]\nname = \"tip\"\nnarrative = \"n.toml\"\nchannel_id = \"42\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.actors[0].target, Target::Discord { channel_id: 42 });
+        assert_eq!(
+            c.actors[0].narrative.as_deref(),
+            Some(Path::new("/etc/bot/n.toml"))
+        );
+        assert_eq!(c.server.state_dir, Path::new("/etc/bot/state"));
+    }
+
+    #[test]
+    fn unknown_target_is_named() {
+        let e = parse("[[actors]]\nname = \"tip\"\nnarrative = \"n.toml\"\ntarget = \"nope\"\n[actors.schedule]\ntype = \"Immediate\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/bot/actor_server.toml: `actors[0].target`: no target named `nope` (defined: []); add a [targets.nope] table"
+        );
+    }
+
+    #[test]
+    fn bad_schedule_type_is_a_parse_error_with_line() {
+        let e = parse("[[actors]]\nname = \"tip\"\nnarrative = \"n.toml\"\n[actors.schedule]\ntype = \"Weekly\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/bot/actor_server.toml:5: `actors[0].schedule.type`: unknown variant `Weekly`"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("Weekly"), "{e}");
+    }
+}

@@ -1,0 +1,218 @@
+//! [`HttpTarget`]: the HTTP plumbing shared by the network providers: one `reqwest` client per
+//! provider (with its timeout), sending a request and mapping transport failures, status codes
+//! and undecodable bodies to [`LlmError`].
+//!
+//! Provider modules build the request and interpret provider-specific error bodies; everything
+//! generic lives here so that the three behave the same way.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use super::LlmError;
+
+/// How much of an unexpected body goes into an error: enough to recognise it, not a page.
+const EXCERPT_CHARS: usize = 300;
+
+/// One provider's HTTP client.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTarget {
+    pub provider: String,
+    pub client: reqwest::Client,
+    pub timeout_seconds: u64,
+}
+
+/// A complete HTTP answer, whatever its status.
+#[derive(Debug)]
+pub(crate) struct HttpReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl HttpTarget {
+    /// A client whose every request (connect, send, read the whole body) is bounded by
+    /// `timeout_seconds`.
+    pub fn new(provider: &str, timeout_seconds: u64) -> Result<Self, LlmError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(timeout_seconds))
+            .user_agent(concat!("bot-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| LlmError::InvalidSettings {
+                provider: provider.to_owned(),
+                reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
+            })?;
+        Ok(Self {
+            provider: provider.to_owned(),
+            client,
+            timeout_seconds,
+        })
+    }
+
+    /// Sends the request and reads the whole body.
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError::Timeout`] when the request or the body took longer than the timeout,
+    /// [`LlmError::Transport`] for any other failure to exchange the request.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, LlmError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(err))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| self.transport_error(err))?;
+        Ok(HttpReply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Parses a success body.
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError::Decode`] with an excerpt of the body when it does not have the expected shape.
+    pub fn decode<T: DeserializeOwned>(&self, body: &str) -> Result<T, LlmError> {
+        serde_json::from_str(body).map_err(|err| self.decode_error(err.to_string(), body))
+    }
+
+    /// A [`LlmError::Decode`] for this provider.
+    pub fn decode_error(&self, message: impl Into<String>, body: &str) -> LlmError {
+        LlmError::Decode {
+            provider: self.provider.clone(),
+            message: message.into(),
+            body_excerpt: excerpt(body),
+        }
+    }
+
+    fn transport_error(&self, err: reqwest::Error) -> LlmError {
+        if err.is_timeout() {
+            LlmError::Timeout {
+                provider: self.provider.clone(),
+                seconds: self.timeout_seconds,
+            }
+        } else {
+            LlmError::Transport {
+                provider: self.provider.clone(),
+                message: error_chain(&err.without_url()),
+            }
+        }
+    }
+
+    /// The generic classification of an error status, for what the provider's error body did
+    /// not settle: 401/403 → auth, 429 → rate limited, 5xx → server, other → bad request.
+    pub fn status_error(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        message: String,
+    ) -> LlmError {
+        let provider = self.provider.clone();
+        let code = status.as_u16();
+        match code {
+            401 | 403 => LlmError::Auth {
+                provider,
+                status: code,
+                message,
+            },
+            429 => LlmError::RateLimited {
+                provider,
+                retry_after,
+                message,
+            },
+            500..=599 => LlmError::Server {
+                provider,
+                status: code,
+                message,
+            },
+            _ => LlmError::BadRequest {
+                provider,
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
+/// The error and its causes, `: `-separated (reqwest's own message is often just "error
+/// sending request"; the cause says "connection refused").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The first [`EXCERPT_CHARS`] characters of a body, marked when cut.
+pub(crate) fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &body[..cut]),
+        None => body.to_owned(),
+    }
+}
+
+/// A header value holding a secret, flagged sensitive so that `http`'s Debug output hides it.
+///
+/// # Errors
+///
+/// [`LlmError::InvalidSettings`] when the key contains characters HTTP headers cannot carry;
+/// the message does not quote the key.
+pub(crate) fn secret_header(provider: &str, value: &str) -> Result<HeaderValue, LlmError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| LlmError::InvalidSettings {
+        provider: provider.to_owned(),
+        reason: "the API key contains characters not allowed in an HTTP header".to_owned(),
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// The message to show for an error body that we could not interpret: the body itself, cut.
+pub(crate) fn fallback_message(status: StatusCode, body: &str) -> String {
+    if body.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no error message")
+            .to_owned()
+    } else {
+        excerpt(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_cuts_on_char_boundaries() {
+        let long = "é".repeat(400);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt("  short "), "short");
+    }
+
+    #[test]
+    fn secret_header_is_sensitive() {
+        let header = secret_header("p", "Bearer sk-1").expect("valid header");
+        assert!(header.is_sensitive());
+        assert!(!format!("{header:?}").contains("sk-1"));
+        let err = secret_header("p", "bad\nkey").expect_err("newline is not allowed");
+        assert!(!err.to_string().contains("bad"));
+    }
+}

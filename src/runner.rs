@@ -1,0 +1,404 @@
+//! One actor run: what an actor does once it is due, by its action.
+//!
+//! - `post`: first re-sends this actor's posts left unsent by an earlier failure or crash,
+//!   then runs the narrative and posts its final output.
+//! - `generate`: runs the narrative; its final output (a JSON list) becomes pending posts.
+//! - `curate`: shows pending posts to the narrative (`{{ pending_posts }}`); approves the ids
+//!   it returns.
+//! - `publish`: sends the oldest approved post of the target.
+//!
+//! A post is stored before it is sent and marked `sending` before each request; each part's
+//! Discord message id is stored as soon as Discord accepts it, and the post becomes `posted`
+//! only when every part is accepted.
+
+use crate::app::App;
+use crate::config::{Action, Actor};
+use crate::discord::{DeliveryError, MAX_MESSAGE_CHARS, split_message};
+use crate::narrative::{ActOutput, NarrativeError, RunOptions, extract_json};
+use crate::store::{Enqueued, Post, PostStatus, StoreError};
+use minijinja::Value;
+use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Narrative(#[from] NarrativeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("post {post_id} was not delivered")]
+    Delivery {
+        post_id: i64,
+        #[source]
+        source: DeliveryError,
+    },
+    #[error("narrative `{narrative}`: {message}")]
+    Output { narrative: String, message: String },
+}
+
+impl RunError {
+    /// Whether the run stopped because the server is shutting down.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Narrative(NarrativeError::Cancelled { .. }))
+    }
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub acts: usize,
+    pub enqueued: usize,
+    pub duplicates: usize,
+    pub approved: usize,
+    pub published: Vec<i64>,
+}
+
+/// Runs `actor` once as run `run_id`. `cancel` stops the narrative between acts; a Discord
+/// send that has started is completed and recorded.
+///
+/// # Errors
+///
+/// The first step that failed.
+pub async fn run_actor(
+    app: &App,
+    actor: &Actor,
+    run_id: i64,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let mut summary = RunSummary::default();
+    let target = actor.target.key();
+    match actor.action {
+        Action::Publish => {
+            if let Some(post) = app.store.next_to_publish(&target, None).await? {
+                publish(app, actor, &post).await?;
+                summary.published.push(post.id);
+            }
+        }
+        Action::Post => {
+            // Bounded, so a target that keeps failing cannot keep one run busy forever.
+            for _ in 0..10 {
+                let Some(post) = app
+                    .store
+                    .next_to_publish(&target, Some(&actor.name))
+                    .await?
+                else {
+                    break;
+                };
+                publish(app, actor, &post).await?;
+                summary.published.push(post.id);
+            }
+            let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
+            summary.acts = outputs.len();
+            let text = outputs
+                .last()
+                .map(|o| o.text.trim().to_owned())
+                .unwrap_or_default();
+            if text.is_empty() {
+                return Err(output_error(
+                    app,
+                    actor,
+                    "the final act produced no text to post".into(),
+                ));
+            }
+            match app
+                .store
+                .enqueue(
+                    &target,
+                    &text,
+                    PostStatus::Approved,
+                    Some((&actor.name, run_id)),
+                    app.clock.now(),
+                )
+                .await?
+            {
+                Enqueued::New(id) => {
+                    let post = app
+                        .store
+                        .post(id)
+                        .await?
+                        .ok_or(StoreError::NoSuchPost(id))?;
+                    publish(app, actor, &post).await?;
+                    summary.published.push(id);
+                }
+                Enqueued::Duplicate(existing) => {
+                    tracing::info!(actor = %actor.name, existing_post = existing, "same text already queued or posted for this target; not posting it again");
+                    summary.duplicates += 1;
+                }
+            }
+        }
+        Action::Generate => {
+            let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
+            summary.acts = outputs.len();
+            let posts = generated_posts(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+            for text in posts {
+                match app
+                    .store
+                    .enqueue(
+                        &target,
+                        &text,
+                        PostStatus::Pending,
+                        Some((&actor.name, run_id)),
+                        app.clock.now(),
+                    )
+                    .await?
+                {
+                    Enqueued::New(_) => summary.enqueued += 1,
+                    Enqueued::Duplicate(_) => summary.duplicates += 1,
+                }
+            }
+        }
+        Action::Curate => {
+            let pending = app
+                .store
+                .posts(Some(PostStatus::Pending), Some(&target), actor.batch_size)
+                .await?;
+            if pending.is_empty() {
+                tracing::info!(actor = %actor.name, "no pending posts to curate");
+                return Ok(summary);
+            }
+            let shown: Vec<serde_json::Value> = pending
+                .iter()
+                .map(|p| serde_json::json!({"id": p.id, "text": p.content}))
+                .collect();
+            let mut builtins = std::collections::BTreeMap::new();
+            builtins.insert("pending_posts".to_owned(), Value::from_serialize(&shown));
+            let outputs = run_narrative(app, actor, run_id, builtins, cancel).await?;
+            summary.acts = outputs.len();
+            let ids = approved_ids(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+            for id in ids {
+                if !pending.iter().any(|p| p.id == id) {
+                    tracing::warn!(actor = %actor.name, post = id, "curator approved a post it was not shown; ignored");
+                    continue;
+                }
+                app.store
+                    .transition(
+                        id,
+                        &[PostStatus::Pending],
+                        PostStatus::Approved,
+                        "approved",
+                        app.clock.now(),
+                    )
+                    .await?;
+                summary.approved += 1;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn output_error(app: &App, actor: &Actor, message: String) -> RunError {
+    let narrative = app
+        .narrative_of(actor)
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    RunError::Output { narrative, message }
+}
+
+async fn run_narrative(
+    app: &App,
+    actor: &Actor,
+    run_id: i64,
+    builtins: std::collections::BTreeMap<String, Value>,
+    cancel: &CancellationToken,
+) -> Result<Vec<ActOutput>, RunError> {
+    let narrative = app.narrative_of(actor).ok_or_else(|| RunError::Output {
+        narrative: String::new(),
+        message: format!("actor `{}` has no narrative", actor.name),
+    })?;
+    let mut builtins = builtins;
+    builtins.insert("actor".into(), Value::from(actor.name.clone()));
+    builtins.insert("now".into(), Value::from(app.clock.now().to_rfc3339()));
+    let options = RunOptions {
+        vars: actor.vars.clone(),
+        builtins,
+        provider_override: None,
+        model_override: None,
+        default_provider: app.config.server.default_provider.clone(),
+    };
+    // Outputs are stored as each act completes, so a failed run still shows what it produced.
+    let done: Mutex<Vec<ActOutput>> = Mutex::new(Vec::new());
+    let result = narrative
+        .run(&app.llm, &options, cancel, |out| {
+            tracing::info!(actor = %actor.name, act = %out.act, model = %out.model, duration_ms = out.duration.as_millis() as u64, "act done");
+            done.lock().unwrap_or_else(|e| e.into_inner()).push(out.clone());
+        })
+        .await;
+    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (position, out) in done.iter().enumerate() {
+        app.store.record_act(run_id, position, out).await?;
+    }
+    Ok(result?)
+}
+
+/// Sends every part of `post` not yet accepted, recording each accepted part.
+async fn publish(app: &App, actor: &Actor, post: &Post) -> Result<(), RunError> {
+    let parts = split_message(&post.content, MAX_MESSAGE_CHARS);
+    app.store.mark_sending(post.id, app.clock.now()).await?;
+    let mut ids = post.message_ids.clone();
+    for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {
+        // At most 25 characters, as Discord requires: salt (6) + id + part index.
+        let nonce = format!("{}{}p{}", app.nonce_salt, post.id, index);
+        match app.delivery.send(&actor.target, part, &nonce).await {
+            Ok(message_id) => {
+                ids.push(message_id);
+                app.store
+                    .record_part(post.id, (index + 1) as u32, &ids, app.clock.now())
+                    .await?;
+            }
+            Err(source) => {
+                app.store
+                    .mark_send_failed(post.id, &crate::error_chain(&source), app.clock.now())
+                    .await?;
+                return Err(RunError::Delivery {
+                    post_id: post.id,
+                    source,
+                });
+            }
+        }
+    }
+    app.store.mark_posted(post.id, app.clock.now()).await?;
+    tracing::info!(actor = %actor.name, post = post.id, parts = parts.len(), target = %actor.target_name, "post published");
+    Ok(())
+}
+
+/// The posts a generator's final act produced: a JSON list of strings or of objects with a
+/// `text` (or `content`) field.
+fn generated_posts(last: Option<&ActOutput>) -> Result<Vec<String>, String> {
+    let last = last.ok_or("the narrative produced no output")?;
+    let json = match &last.json {
+        Some(j) => j.clone(),
+        None => extract_json(&last.text).map_err(|e| {
+            format!("a generator's final act must output a JSON list of posts ({e})")
+        })?,
+    };
+    let items = match json {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(mut o) => match o.remove("posts") {
+            Some(serde_json::Value::Array(items)) => items,
+            _ => return Err(
+                "a generator's final act must output a JSON list of posts (or {\"posts\": [...]})"
+                    .into(),
+            ),
+        },
+        other => {
+            return Err(format!(
+                "a generator's final act must output a JSON list of posts, not {other}"
+            ));
+        }
+    };
+    let mut posts = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let text = match item {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(mut o) => {
+                match o.remove("text").or_else(|| o.remove("content")) {
+                    Some(serde_json::Value::String(s)) => s,
+                    _ => return Err(format!("post {i} of the list has no string `text` field")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "post {i} of the list is {other}, not a string or an object with `text`"
+                ));
+            }
+        };
+        let text = text.trim().to_owned();
+        if !text.is_empty() {
+            posts.push(text);
+        }
+    }
+    Ok(posts)
+}
+
+/// The ids a curator's final act approved: `[1, 2]`, `[{"id": 1}]` or `{"approve": [...]}`.
+fn approved_ids(last: Option<&ActOutput>) -> Result<Vec<i64>, String> {
+    let last = last.ok_or("the narrative produced no output")?;
+    let json = match &last.json {
+        Some(j) => j.clone(),
+        None => extract_json(&last.text).map_err(|e| {
+            format!("a curator's final act must output a JSON list of approved post ids ({e})")
+        })?,
+    };
+    let items = match json {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(mut o) => match o
+            .remove("approve")
+            .or_else(|| o.remove("approved"))
+        {
+            Some(serde_json::Value::Array(items)) => items,
+            _ => return Err(
+                "a curator's final act must output a JSON list of ids (or {\"approve\": [...]})"
+                    .into(),
+            ),
+        },
+        other => {
+            return Err(format!(
+                "a curator's final act must output a JSON list of ids, not {other}"
+            ));
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            serde_json::Value::Number(n) => {
+                n.as_i64().ok_or_else(|| format!("{n} is not a post id"))
+            }
+            serde_json::Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a post id")),
+            serde_json::Value::Object(o) => o
+                .get("id")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| "an approved entry has no integer `id`".to_owned()),
+            other => Err(format!("{other} is not a post id")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(text: &str) -> ActOutput {
+        ActOutput {
+            act: "a".into(),
+            text: text.into(),
+            json: None,
+            provider: "offline".into(),
+            model: "m".into(),
+            input_tokens: 0,
+            output_tokens: 0,
+            retries: 0,
+            duration: Default::default(),
+        }
+    }
+
+    #[test]
+    fn generator_output_shapes() {
+        assert_eq!(
+            generated_posts(Some(&out(r#"["a", {"text": "b"}, " "]"#))).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            generated_posts(Some(&out(r#"{"posts": ["x"]}"#))).unwrap(),
+            vec!["x"]
+        );
+        let e = generated_posts(Some(&out("[1]"))).unwrap_err();
+        assert!(e.contains("post 0 of the list is 1"), "{e}");
+    }
+
+    #[test]
+    fn curator_output_shapes() {
+        assert_eq!(
+            approved_ids(Some(&out("[1, \"2\", {\"id\": 3}]"))).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            approved_ids(Some(&out("{\"approve\": [4]}"))).unwrap(),
+            vec![4]
+        );
+        assert!(approved_ids(Some(&out("I approve all"))).is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! The scheduler: fires due actors, keeps their state, opens and closes circuits, and stops
+//! cleanly.
+//!
+//! The loop sleeps until the earliest next fire time (at most `check_interval_seconds`), a run
+//! finishing, or shutdown. Each due actor runs in its own task (a slow narrative does not delay
+//! the others), bounded by `run_timeout_seconds` and `max_concurrent_runs`; an actor never runs
+//! twice at once. Next fire times come from the stored history, so a restart continues where
+//! the last process stopped instead of firing everything at once.
+//!
+//! Shutdown: the loop stops starting runs, waits up to `shutdown_grace_seconds` for runs in
+//! flight, then cancels what is left between acts (a Discord send that has started completes
+//! and is recorded) and records those runs as `cancelled`.
+
+use crate::app::App;
+use crate::config::Actor;
+use crate::runner::{RunSummary, run_actor};
+use crate::schedule::History;
+use crate::store::{ActorState, Circuit, RunOutcome, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared, lock-free facts about the scheduler, read by health checks.
+#[derive(Debug, Default)]
+pub struct SchedulerStatus {
+    /// Unix milliseconds of the last loop iteration (0 before the first).
+    pub last_tick_ms: AtomicI64,
+    /// Runs in flight.
+    pub running: AtomicI64,
+}
+
+/// How a finished run is reported back to the loop.
+struct Finished {
+    actor: usize,
+    next: Option<DateTime<Utc>>,
+}
+
+/// Runs the scheduler until `shutdown` resolves, then drains runs in flight.
+///
+/// # Errors
+///
+/// When the state store fails at start-up (reading actor states). Failures of single runs
+/// are recorded and logged, never returned.
+pub async fn run(
+    app: Arc<App>,
+    status: Arc<SchedulerStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
+    let config = app.config.clone();
+    let actors: Vec<Actor> = config
+        .actors
+        .iter()
+        .filter(|a| a.enabled)
+        .cloned()
+        .collect();
+    let stored: HashMap<String, ActorState> = app
+        .store
+        .actor_states()
+        .await?
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let now = app.clock.now();
+    let mut states: Vec<ActorState> = Vec::with_capacity(actors.len());
+    let mut next: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(actors.len());
+    for actor in &actors {
+        let state = stored
+            .get(&actor.name)
+            .cloned()
+            .unwrap_or_else(|| ActorState {
+                name: actor.name.clone(),
+                ..Default::default()
+            });
+        let due = next_due(&app, actor, &state, now);
+        tracing::info!(actor = %actor.name, schedule = %actor.schedule.describe(), next = ?due.map(|t| t.to_rfc3339()), circuit = state.circuit.as_str(), "actor loaded");
+        states.push(state);
+        next.push(due);
+    }
+    let mut running = vec![false; actors.len()];
+    let hard = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_runs));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+    let check = Duration::from_secs(config.server.check_interval_seconds);
+    tokio::pin!(shutdown);
+
+    loop {
+        let now = app.clock.now();
+        status
+            .last_tick_ms
+            .store(now.timestamp_millis(), Ordering::Relaxed);
+        for i in 0..actors.len() {
+            let Some(due) = next[i] else { continue };
+            if running[i] || due > now {
+                continue;
+            }
+            running[i] = true;
+            status.running.fetch_add(1, Ordering::Relaxed);
+            let task = RunTask {
+                app: app.clone(),
+                actor: actors[i].clone(),
+                state: states[i].clone(),
+                scheduled: due,
+                hard: hard.clone(),
+                permits: permits.clone(),
+            };
+            let done_tx = done_tx.clone();
+            let status = status.clone();
+            tracker.spawn(async move {
+                let (state, next) = task.execute().await;
+                status.running.fetch_sub(1, Ordering::Relaxed);
+                let _ = done_tx.send(Finished { actor: i, next });
+                drop(state);
+            });
+        }
+        let wake = next
+            .iter()
+            .zip(&running)
+            .filter(|(_, r)| !**r)
+            .filter_map(|(n, _)| *n)
+            .min()
+            .map_or(tokio::time::Instant::now() + check, |t| {
+                app.clock
+                    .instant_of(t)
+                    .min(tokio::time::Instant::now() + check)
+            });
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep_until(wake) => {}
+            Some(done) = done_rx.recv() => {
+                running[done.actor] = false;
+                next[done.actor] = done.next;
+                // Pick up the state the run stored (failures, circuit) for the next run.
+                if let Ok(Some(state)) = app.store.actor_state(&actors[done.actor].name).await {
+                    states[done.actor] = state;
+                }
+            }
+        }
+    }
+
+    let in_flight = tracker.len();
+    tracing::info!(
+        runs_in_flight = in_flight,
+        grace_seconds = config.server.shutdown_grace_seconds,
+        "shutting down: no new runs"
+    );
+    tracker.close();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            runs_in_flight = tracker.len(),
+            "grace period over: cancelling runs in flight between steps"
+        );
+        hard.cancel();
+        tracker.wait().await;
+    }
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// When `actor` is next due, from its stored history, circuit and schedule.
+fn next_due(
+    app: &App,
+    actor: &Actor,
+    state: &ActorState,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let history = History {
+        last_run: state.last_run_at,
+        ever_succeeded: state.ever_succeeded,
+    };
+    let jitter: f64 = rand::random();
+    let mut due = actor.schedule.next_due(history, now, jitter)?;
+    let failed = matches!(
+        state.last_outcome,
+        Some(RunOutcome::Failure | RunOutcome::Timeout)
+    );
+    if failed && let Some(last) = state.last_run_at {
+        // A failed one-shot (Immediate, Once) is retried, but not in a tight loop.
+        let retry =
+            last + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
+        due = due.max(retry);
+    }
+    if state.circuit == Circuit::Open
+        && let Some(until) = state.circuit_open_until
+    {
+        due = due.max(until);
+    }
+    Some(due)
+}
+
+struct RunTask {
+    app: Arc<App>,
+    actor: Actor,
+    state: ActorState,
+    scheduled: DateTime<Utc>,
+    hard: CancellationToken,
+    permits: Arc<Semaphore>,
+}
+
+impl RunTask {
+    /// Runs once and records it; returns the actor's new state and next fire time.
+    async fn execute(self) -> (ActorState, Option<DateTime<Utc>>) {
+        let Self {
+            app,
+            actor,
+            mut state,
+            scheduled,
+            hard,
+            permits,
+        } = self;
+        let _permit = permits.acquire_owned().await.ok();
+        let started = app.clock.now();
+        let previous_last_run = state.last_run_at;
+        if state.circuit == Circuit::Open {
+            state.circuit = Circuit::HalfOpen;
+            tracing::info!(actor = %actor.name, "circuit half-open: trial run");
+        }
+        state.last_run_at = Some(started);
+        state.next_run_at = None;
+        let narrative = app.narrative_of(&actor).map(|n| n.name.clone());
+        let run_id = match app
+            .store
+            .start_run(&state, narrative.as_deref(), started)
+            .await
+        {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::error!(actor = %actor.name, cause = %err, "cannot record run start; skipping this run");
+                state.last_run_at = previous_last_run;
+                let retry = started
+                    + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
+                return (state, Some(retry));
+            }
+        };
+        let lateness_ms = (started - scheduled).num_milliseconds();
+        tracing::info!(actor = %actor.name, run = run_id, action = actor.action.as_str(), lateness_ms, "run started");
+        let limit = Duration::from_secs(actor.run_timeout_seconds);
+        let result = tokio::time::timeout(limit, run_actor(&app, &actor, run_id, &hard)).await;
+        let finished = app.clock.now();
+        let (outcome, error): (RunOutcome, Option<String>) = match &result {
+            Ok(Ok(summary)) => {
+                log_success(&actor, run_id, summary, finished - started);
+                (RunOutcome::Success, None)
+            }
+            Ok(Err(err)) if err.is_cancelled() => {
+                (RunOutcome::Cancelled, Some(crate::error_chain(err)))
+            }
+            Ok(Err(err)) => (RunOutcome::Failure, Some(crate::error_chain(err))),
+            Err(_) => (
+                RunOutcome::Timeout,
+                Some(format!(
+                    "run took longer than run_timeout_seconds = {}",
+                    actor.run_timeout_seconds
+                )),
+            ),
+        };
+        let max_failures = app.config.server.max_consecutive_failures;
+        match outcome {
+            RunOutcome::Success => {
+                if state.circuit != Circuit::Closed {
+                    tracing::info!(actor = %actor.name, "circuit closed: run succeeded");
+                }
+                state.consecutive_failures = 0;
+                state.circuit = Circuit::Closed;
+                state.circuit_open_until = None;
+                state.last_success_at = Some(finished);
+                state.ever_succeeded = true;
+            }
+            RunOutcome::Cancelled => {
+                // Not the actor's fault: run it again promptly after the restart.
+                state.last_run_at = previous_last_run;
+                tracing::warn!(actor = %actor.name, run = run_id, "run cancelled by shutdown");
+            }
+            _ => {
+                state.consecutive_failures += 1;
+                let reopen = state.circuit == Circuit::HalfOpen
+                    || state.consecutive_failures >= max_failures;
+                let cause = error.as_deref().unwrap_or_default();
+                if reopen {
+                    let until = finished
+                        + chrono::Duration::seconds(
+                            app.config.server.circuit_cooldown_seconds as i64,
+                        );
+                    state.circuit = Circuit::Open;
+                    state.circuit_open_until = Some(until);
+                    tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, until = %until.to_rfc3339(), "run failed; circuit open, actor paused");
+                } else {
+                    tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, "run failed");
+                }
+            }
+        }
+        state.last_outcome = Some(outcome);
+        let next = if outcome == RunOutcome::Cancelled {
+            None
+        } else {
+            next_due(&app, &actor, &state, finished)
+        };
+        state.next_run_at = next;
+        if let Err(err) = app
+            .store
+            .finish_run(run_id, outcome, error.as_deref(), finished, &state)
+            .await
+        {
+            tracing::error!(actor = %actor.name, run = run_id, cause = %err, "cannot record run end");
+        }
+        (state, next)
+    }
+}
+
+fn log_success(actor: &Actor, run_id: i64, s: &RunSummary, took: chrono::Duration) {
+    tracing::info!(
+        actor = %actor.name,
+        run = run_id,
+        acts = s.acts,
+        enqueued = s.enqueued,
+        duplicates = s.duplicates,
+        approved = s.approved,
+        published = s.published.len(),
+        duration_ms = took.num_milliseconds(),
+        "run succeeded"
+    );
+}
