@@ -190,7 +190,11 @@ mod tests {
     use super::*;
 
     fn classify(status: u16, kind: &str, message: &str) -> LlmError {
-        let http = HttpTarget::new("anthropic", 60).expect("client");
+        let http = HttpTarget::new(
+            "anthropic",
+            HttpTarget::shared_client("anthropic").expect("client"),
+            60,
+        );
         let body = json!({"type": "error", "error": {"type": kind, "message": message}});
         classify_error(
             &http,

@@ -292,7 +292,11 @@ mod tests {
     use super::*;
 
     fn http() -> HttpTarget {
-        HttpTarget::new("gemini", 60).expect("client")
+        HttpTarget::new(
+            "gemini",
+            HttpTarget::shared_client("gemini").expect("client"),
+            60,
+        )
     }
 
     fn reply(status: u16, body: &Value) -> HttpReply {

@@ -33,22 +33,31 @@ pub(crate) struct HttpReply {
 }
 
 impl HttpTarget {
-    /// A client whose every request (connect, send, read the whole body) is bounded by
-    /// `timeout_seconds`.
-    pub fn new(provider: &str, timeout_seconds: u64) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(timeout_seconds))
+    /// The shared HTTP client of the process: one connection pool and one TLS setup for all
+    /// providers (timeouts are set per request, per provider).
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError::InvalidSettings`] (attributed to `provider`) when the TLS backend cannot be
+    /// initialised.
+    pub fn shared_client(provider: &str) -> Result<reqwest::Client, LlmError> {
+        reqwest::Client::builder()
             .user_agent(concat!("bot-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| LlmError::InvalidSettings {
                 provider: provider.to_owned(),
                 reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
-            })?;
-        Ok(Self {
+            })
+    }
+
+    /// A provider's view of the shared client; every request (connect, send, read the whole
+    /// body) is bounded by `timeout_seconds`.
+    pub fn new(provider: &str, client: reqwest::Client, timeout_seconds: u64) -> Self {
+        Self {
             provider: provider.to_owned(),
             client,
             timeout_seconds,
-        })
+        }
     }
 
     /// Sends the request and reads the whole body.

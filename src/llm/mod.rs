@@ -254,15 +254,22 @@ impl LlmClients {
         settings: &BTreeMap<String, ProviderSettings>,
         keys: &KeySource<'_>,
     ) -> Result<Self, LlmError> {
+        let client = HttpTarget::shared_client("all providers")?;
         let mut providers = BTreeMap::new();
         for (name, provider_settings) in settings {
-            providers.insert(name.clone(), Provider::new(name, provider_settings, keys)?);
+            providers.insert(
+                name.clone(),
+                Provider::new(name, provider_settings, keys, &client)?,
+            );
         }
         for kind in ProviderKind::ALL {
             let name = kind.as_str();
             if !providers.contains_key(name) {
                 let defaults = ProviderSettings::default();
-                providers.insert(name.to_owned(), Provider::new(name, &defaults, keys)?);
+                providers.insert(
+                    name.to_owned(),
+                    Provider::new(name, &defaults, keys, &client)?,
+                );
             }
         }
         Ok(Self {
@@ -404,6 +411,7 @@ impl Provider {
         name: &str,
         settings: &ProviderSettings,
         keys: &KeySource<'_>,
+        client: &reqwest::Client,
     ) -> Result<Self, LlmError> {
         let invalid = |reason: String| LlmError::InvalidSettings {
             provider: name.to_owned(),
@@ -477,15 +485,15 @@ impl Provider {
 
         let backend = match (kind, base) {
             (ProviderKind::Gemini, Some(base)) => Backend::Gemini(GeminiClient::new(
-                HttpTarget::new(name, timeout_seconds)?,
+                HttpTarget::new(name, client.clone(), timeout_seconds),
                 base,
             )),
             (ProviderKind::Openai, Some(base)) => Backend::Openai(OpenAiClient::new(
-                HttpTarget::new(name, timeout_seconds)?,
+                HttpTarget::new(name, client.clone(), timeout_seconds),
                 base,
             )?),
             (ProviderKind::Anthropic, Some(base)) => Backend::Anthropic(AnthropicClient::new(
-                HttpTarget::new(name, timeout_seconds)?,
+                HttpTarget::new(name, client.clone(), timeout_seconds),
                 base,
             )?),
             _ => Backend::Offline(OfflineClient),

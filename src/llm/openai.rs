@@ -218,7 +218,11 @@ mod tests {
 
     #[test]
     fn quota_and_rate_limit_are_told_apart() {
-        let http = HttpTarget::new("openai", 60).expect("client");
+        let http = HttpTarget::new(
+            "openai",
+            HttpTarget::shared_client("openai").expect("client"),
+            60,
+        );
         let quota = reply(
             429,
             &[],
@@ -237,7 +241,11 @@ mod tests {
 
     #[test]
     fn string_error_bodies_are_understood() {
-        let http = HttpTarget::new("ollama", 60).expect("client");
+        let http = HttpTarget::new(
+            "ollama",
+            HttpTarget::shared_client("ollama").expect("client"),
+            60,
+        );
         let err = classify_error(
             &http,
             &reply(404, &[], r#"{"error":"model 'x' not found"}"#),

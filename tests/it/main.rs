@@ -1,3 +1,5 @@
 //! Integration tests: one crate, one module per area.
 mod fake_discord;
 mod llm;
+mod pipeline;
+mod support;

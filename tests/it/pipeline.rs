@@ -1,0 +1,259 @@
+//! The server in-process against the fakes: the content pipeline, posting, restarts, the
+//! circuit breaker and failed sends.
+
+use crate::support::*;
+use bot_server::fakes::discord::Fail;
+use bot_server::fakes::llm::Reply;
+use bot_server::store::{Circuit, PostStatus, RunOutcome};
+use std::time::Duration;
+
+const SECS: Duration = Duration::from_secs(60);
+
+/// Generator → curator → poster: approved posts reach Discord once each, in order; the
+/// rejected one stays pending and the near-duplicate is never queued.
+#[tokio::test(start_paused = true)]
+async fn three_actor_pipeline_posts_approved_posts_to_discord() {
+    let env = TestEnv::new().await;
+    env.llm.set_responder(pipeline_responder);
+    env.write("gen.toml", GENERATOR);
+    env.write("cur.toml", CURATOR);
+    let config = env.config(
+        "",
+        r#"
+[[actors]]
+name = "generator"
+narrative = "gen.toml"
+action = "generate"
+target = "chan"
+[actors.schedule]
+type = "Immediate"
+
+[[actors]]
+name = "curator"
+narrative = "cur.toml"
+action = "curate"
+target = "chan"
+[actors.schedule]
+type = "Interval"
+seconds = 5
+
+[[actors]]
+name = "poster"
+action = "publish"
+target = "chan"
+[actors.schedule]
+type = "Interval"
+seconds = 10
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    eventually("two posts on Discord", SECS, || async { env.discord.messages_in(CHANNEL).len() >= 2 }).await;
+    let app = running.stop().await;
+
+    let sent: Vec<String> = env.discord.messages_in(CHANNEL).into_iter().map(|m| m.content).collect();
+    assert_eq!(sent, ["Post one about rust", "Post three about rust"]);
+    let posted = app.store.posts(Some(PostStatus::Posted), None, 10).await.unwrap();
+    assert_eq!(posted.len(), 2);
+    assert!(posted.iter().all(|p| p.message_ids.len() == 1), "{posted:?}");
+    let pending = app.store.posts(Some(PostStatus::Pending), None, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|p| p.content.as_str()).collect::<Vec<_>>(), ["A bad post"]);
+    // The generator's 4th post normalizes to the 1st: queued once.
+    assert_eq!(app.store.posts(None, None, 10).await.unwrap().len(), 3);
+    let gen_runs = app.store.recent_runs(Some("generator"), 10).await.unwrap();
+    assert_eq!(gen_runs.len(), 1, "Immediate fires once: {gen_runs:?}");
+    assert_eq!(gen_runs[0].outcome, RunOutcome::Success);
+}
+
+/// A `post` actor runs its three acts in order, each seeing the previous output, and posts
+/// the last one; every act's output is recorded with the run.
+#[tokio::test(start_paused = true)]
+async fn post_actor_runs_every_act_and_posts_the_final_output() {
+    let env = TestEnv::new().await;
+    env.llm.set_responder(pipeline_responder);
+    env.write("tip.toml", TIP);
+    let config = env.config(
+        "",
+        r#"
+[[actors]]
+name = "tip"
+narrative = "tip.toml"
+target = "chan"
+vars = { topic = "lifetimes" }
+[actors.schedule]
+type = "Immediate"
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    eventually("one post", SECS, || async { env.discord.messages_in(CHANNEL).len() == 1 }).await;
+    let app = running.stop().await;
+    let prompts: Vec<String> = env.llm.requests().into_iter().map(|r| r.prompt).collect();
+    assert_eq!(prompts[0], "Draft a tip about lifetimes.");
+    assert_eq!(prompts[1], "Critique: reply to [Draft a tip about lifetimes.]");
+    assert!(prompts[2].starts_with("Final post from: reply to [Critique: reply to [Draft"), "{}", prompts[2]);
+    let message = &env.discord.messages_in(CHANNEL)[0];
+    assert!(message.content.starts_with("reply to [Final post from:"), "{}", message.content);
+    let run = &app.store.recent_runs(Some("tip"), 1).await.unwrap()[0];
+    assert_eq!(run.outcome, RunOutcome::Success);
+    let acts = app.store.act_outputs(run.id).await.unwrap();
+    assert_eq!(acts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["draft", "critique", "final"]);
+    assert_eq!(acts[2].1, message.content);
+}
+
+/// An interval actor that ran before a restart continues from its recorded last run instead
+/// of firing again at start-up.
+#[tokio::test(start_paused = true)]
+async fn restart_continues_interval_from_last_run() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    let config = env.config(
+        "",
+        r#"
+[[actors]]
+name = "hourly"
+narrative = "tip.toml"
+target = "console"
+vars = { topic = "x" }
+[actors.schedule]
+type = "Interval"
+seconds = 3600
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("first run", SECS, || async { store.recent_runs(Some("hourly"), 5).await.unwrap().len() == 1 }).await;
+    eventually("first run finished", SECS, || async {
+        store.recent_runs(Some("hourly"), 5).await.unwrap()[0].outcome == RunOutcome::Success
+    })
+    .await;
+    let app = running.stop().await;
+    let first = app.store.actor_state("hourly").await.unwrap().unwrap();
+    app.store.close().await;
+
+    let running = Running::start(env.app(&config).await);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let app = running.stop().await;
+    let runs = app.store.recent_runs(Some("hourly"), 5).await.unwrap();
+    assert_eq!(runs.len(), 1, "restart must not re-run: {runs:?}");
+    let state = app.store.actor_state("hourly").await.unwrap().unwrap();
+    assert_eq!(state.last_run_at, first.last_run_at);
+    let next = state.next_run_at.expect("next run recorded");
+    assert_eq!((next - first.last_run_at.unwrap()).num_seconds(), 3600);
+}
+
+/// After `max_consecutive_failures` failed runs the circuit opens and pauses the actor for
+/// the cool-down; the half-open trial run succeeds and closes it.
+#[tokio::test(start_paused = true)]
+async fn circuit_opens_then_half_open_success_closes_it() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    // A 400 is not retried: each run fails at once.
+    for _ in 0..2 {
+        env.llm.push(Reply::Raw { status: 400, headers: vec![], body: r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#.into() });
+    }
+    let config = env.config(
+        "max_consecutive_failures = 2\ncircuit_cooldown_seconds = 120",
+        r#"
+[[actors]]
+name = "flaky"
+narrative = "tip.toml"
+target = "console"
+[actors.schedule]
+type = "Interval"
+seconds = 10
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("circuit open", SECS, || async {
+        store.actor_state("flaky").await.unwrap().is_some_and(|s| s.circuit == Circuit::Open)
+    })
+    .await;
+    let open = store.actor_state("flaky").await.unwrap().unwrap();
+    assert_eq!(open.consecutive_failures, 2);
+    eventually("circuit closed again", Duration::from_secs(600), || async {
+        store.actor_state("flaky").await.unwrap().is_some_and(|s| s.circuit == Circuit::Closed && s.ever_succeeded)
+    })
+    .await;
+    let app = running.stop().await;
+    let mut runs = app.store.recent_runs(Some("flaky"), 10).await.unwrap();
+    runs.reverse();
+    let outcomes: Vec<_> = runs.iter().map(|r| r.outcome).collect();
+    assert_eq!(&outcomes[..3], [RunOutcome::Failure, RunOutcome::Failure, RunOutcome::Success]);
+    let paused = runs[2].started_at - runs[1].finished_at.unwrap();
+    assert!(paused.num_seconds() >= 120, "paused only {paused}");
+    assert!(runs[0].error.as_deref().unwrap().contains("rejected the request (HTTP 400)"), "{:?}", runs[0].error);
+}
+
+/// Discord answering 401 fails the run with a message naming DISCORD_TOKEN, the post stays
+/// queued, and the next run delivers it exactly once.
+#[tokio::test(start_paused = true)]
+async fn failed_send_fails_the_run_and_is_retried_once() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    env.discord.push_failure(Fail::Unauthorized);
+    let config = env.config(
+        "",
+        r#"
+[[actors]]
+name = "poster"
+narrative = "tip.toml"
+target = "chan"
+[actors.schedule]
+type = "Interval"
+seconds = 30
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("a second run that succeeds", Duration::from_secs(300), || async {
+        store.recent_runs(Some("poster"), 5).await.unwrap().first().is_some_and(|r| r.outcome == RunOutcome::Success)
+    })
+    .await;
+    let app = running.stop().await;
+    let mut runs = app.store.recent_runs(Some("poster"), 5).await.unwrap();
+    runs.reverse();
+    assert_eq!(runs[0].outcome, RunOutcome::Failure);
+    let error = runs[0].error.clone().unwrap();
+    assert!(error.contains("Discord rejected the bot token (401 Unauthorized): check DISCORD_TOKEN"), "{error}");
+    assert!(!error.contains(DISCORD_TOKEN), "{error}");
+    let messages = env.discord.messages_in(CHANNEL);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    // The second run re-sent the first run's post; its own identical text is a duplicate.
+    let posts = app.store.posts(None, None, 10).await.unwrap();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].status, PostStatus::Posted);
+    assert_eq!(posts[0].message_ids, vec![messages[0].id.to_string()]);
+    assert_eq!(posts[0].attempts, 2);
+}
+
+/// A text longer than a Discord message is sent as several messages, split on line
+/// boundaries, each part recorded.
+#[tokio::test(start_paused = true)]
+async fn long_post_is_split_into_messages() {
+    let env = TestEnv::new().await;
+    let line = "🦀 ".repeat(30);
+    let long: String = (0..100).map(|i| format!("{i}: {line}\n")).collect();
+    let long_clone = long.clone();
+    env.llm.set_responder(move |_| long_clone.clone());
+    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    let config = env.config(
+        "",
+        "[[actors]]\nname = \"long\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("posted", SECS, || async {
+        store.posts(Some(PostStatus::Posted), None, 1).await.unwrap().len() == 1
+    })
+    .await;
+    running.stop().await;
+    let messages = env.discord.messages_in(CHANNEL);
+    assert!(messages.len() >= 4, "{}", messages.len());
+    assert!(messages.iter().all(|m| m.content.chars().count() <= 2000));
+    // Parts end on line boundaries: every line arrives whole, in order.
+    let lines: Vec<&str> = messages.iter().flat_map(|m| m.content.lines()).map(str::trim_end).collect();
+    let expected: Vec<&str> = long.lines().map(str::trim_end).collect();
+    assert!(lines == expected, "lines differ: {} vs {}", lines.len(), expected.len());
+    let post = &store.posts(Some(PostStatus::Posted), None, 1).await.unwrap()[0];
+    assert_eq!(post.message_ids.len(), messages.len());
+}

@@ -1,0 +1,226 @@
+//! Test harness: a temporary state directory, fake LLM and Discord servers, a config that
+//! points at them, and helpers to run the server in-process or as the real binary.
+
+use bot_server::app::{App, AppOptions};
+use bot_server::config::Config;
+use bot_server::fakes::discord::FakeDiscord;
+use bot_server::fakes::llm::FakeLlm;
+use bot_server::llm::{LlmClients, ProviderKind};
+use bot_server::scheduler::{self, SchedulerStatus};
+use bot_server::secret::Secret;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const CHANNEL: u64 = 111_222_333;
+pub const DISCORD_TOKEN: &str = "test-bot-token-SECRET";
+pub const GEMINI_KEY: &str = "test-gemini-key-SECRET";
+
+/// Fakes plus a temporary directory holding config, narratives and state.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub discord: FakeDiscord,
+    pub llm: FakeLlm,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let discord = FakeDiscord::start(DISCORD_TOKEN).await;
+        discord.add_channel(CHANNEL);
+        let llm = FakeLlm::start(ProviderKind::Gemini, GEMINI_KEY).await;
+        Self { dir: tempfile::tempdir().unwrap(), discord, llm }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `actor_server.toml`: `[server]` settings `server_extra`, the fakes as provider
+    /// and Discord, a `chan` Discord target and a `console` log target, then `actors`.
+    pub fn config(&self, server_extra: &str, actors: &str) -> PathBuf {
+        let text = format!(
+            r#"
+[server]
+state_dir = "state"
+default_provider = "gemini"
+check_interval_seconds = 1
+shutdown_grace_seconds = 5
+{server_extra}
+
+[discord]
+base_url = "{discord}"
+timeout_seconds = 5
+
+[providers.gemini]
+base_url = "{llm}"
+max_retries = 2
+timeout_seconds = 5
+
+[targets.chan]
+type = "discord"
+channel_id = "{CHANNEL}"
+
+[targets.console]
+type = "log"
+
+{actors}
+"#,
+            discord = self.discord.base_url(),
+            llm = self.llm.base_url(),
+        );
+        self.write("actor_server.toml", &text)
+    }
+
+    /// LLM clients with the fake's key given directly (tests cannot set env vars safely).
+    pub fn llm_clients(&self, config: &Config) -> LlmClients {
+        let keys = BTreeMap::from([("gemini".to_owned(), Secret::new(GEMINI_KEY))]);
+        LlmClients::with_api_keys(&config.providers, &keys).unwrap()
+    }
+
+    pub async fn app(&self, config_path: &Path) -> Arc<App> {
+        let config = Config::load(config_path).unwrap();
+        let llm = self.llm_clients(&config);
+        let options = AppOptions { discord_token: Some(Secret::new(DISCORD_TOKEN)), llm: Some(llm), ..Default::default() };
+        Arc::new(App::build(config, options).await.unwrap())
+    }
+
+    /// Environment for the real binary: keys and token, quiet logs unless RUST_LOG is set.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot-server"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("GEMINI_API_KEY", GEMINI_KEY)
+            .env("DISCORD_TOKEN", DISCORD_TOKEN)
+            .env_remove("DATABASE_URL")
+            .env_remove("BOT_SERVER_CONFIG")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// A server running in-process.
+pub struct Running {
+    pub app: Arc<App>,
+    pub status: Arc<SchedulerStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn start(app: Arc<App>) -> Self {
+        let status = Arc::new(SchedulerStatus::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn({
+            let app = app.clone();
+            let status = status.clone();
+            async move {
+                scheduler::run(app, status, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        Self { app, status, stop: Some(stop), handle }
+    }
+
+    /// Sends the shutdown signal and waits for the scheduler to drain.
+    pub async fn stop(mut self) -> Arc<App> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.handle).await.unwrap();
+        self.app
+    }
+}
+
+/// Polls `cond` every 20 ms (of tokio time) until it holds, or panics after `limit` naming
+/// `what`.
+#[track_caller]
+pub fn eventually<'a, F, Fut>(what: &'a str, limit: Duration, mut cond: F) -> impl Future<Output = ()> + 'a
+where
+    F: FnMut() -> Fut + 'a,
+    Fut: Future<Output = bool> + 'a,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if cond().await {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{caller}: timed out after {limit:?} waiting for: {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A narrative whose single act asks for JSON (a generator).
+pub const GENERATOR: &str = r#"
+[narrative]
+name = "gen"
+[acts.posts]
+prompt = "Write posts about {{ topic }} as a JSON array of strings."
+output = "json"
+[vars]
+topic = "rust"
+"#;
+
+/// A curator narrative: shows pending posts with their ids.
+pub const CURATOR: &str = r#"
+[narrative]
+name = "cur"
+[acts.review]
+prompt = """
+CURATE these posts:
+{% for p in pending_posts %}{"id": {{ p.id }}, "text": {{ p.text | tojson }}}
+{% endfor %}Answer with a JSON array of approved ids."""
+output = "json"
+"#;
+
+/// A three-act narrative ending in one post.
+pub const TIP: &str = r#"
+[narrative]
+name = "tip"
+[toc]
+order = ["draft", "critique", "final"]
+[acts]
+draft = "Draft a tip about {{ topic }}."
+critique = "Critique: {{ draft }}"
+final = "Final post from: {{ critique }}"
+"#;
+
+/// Responder for the fake LLM: generator prompts get a JSON list, curator prompts get the
+/// ids of posts whose text does not contain "bad", others an echo.
+pub fn pipeline_responder(req: &bot_server::fakes::llm::FakeRequest) -> String {
+    if req.prompt.contains("CURATE") {
+        let ids: Vec<i64> = req
+            .prompt
+            .lines()
+            .filter(|l| l.starts_with("{\"id\""))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| !v["text"].as_str().unwrap_or_default().contains("bad"))
+            .filter_map(|v| v["id"].as_i64())
+            .collect();
+        format!("Approved:\n```json\n{}\n```", serde_json::to_string(&ids).unwrap())
+    } else if req.prompt.contains("JSON array of strings") {
+        r#"["Post one about rust", "A bad post", "Post three about rust", "post ONE about   rust"]"#.to_owned()
+    } else {
+        format!("reply to [{}]", req.prompt.chars().take(40).collect::<String>())
+    }
+}
