@@ -68,6 +68,7 @@ impl HttpTarget {
     /// [`LlmError::Transport`] for any other failure to exchange the request.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, LlmError> {
         let response = request
+            .timeout(Duration::from_secs(self.timeout_seconds))
             .send()
             .await
             .map_err(|err| self.transport_error(err))?;

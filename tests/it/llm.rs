@@ -625,3 +625,17 @@ async fn offline_curator_approves_listed_ids() {
     let ids: Vec<i64> = serde_json::from_str(&response.text).expect("a JSON array of ids");
     assert_eq!(ids, vec![3, 8, 12]);
 }
+
+/// LlmClients can be shared across tasks: it is Send + Sync and `complete` is a Send future.
+#[tokio::test]
+async fn clients_are_shareable_across_tasks() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let clients = offline_clients();
+    assert_send_sync(&clients);
+    let handle = tokio::spawn({
+        let clients = clients.clone();
+        async move { clients.complete("offline", &request("from a task")).await }
+    });
+    let response = handle.await.expect("task").expect("offline");
+    assert!(response.text.starts_with("[offline:test-model] "));
+}

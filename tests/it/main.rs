@@ -1,4 +1,5 @@
 //! Integration tests: one crate, one module per area.
+mod cli;
 mod fake_discord;
 mod llm;
 mod pipeline;

@@ -47,16 +47,41 @@ seconds = 10
 "#,
     );
     let running = Running::start(env.app(&config).await);
-    eventually("two posts on Discord", SECS, || async { env.discord.messages_in(CHANNEL).len() >= 2 }).await;
+    eventually("two posts on Discord", SECS, || async {
+        env.discord.messages_in(CHANNEL).len() >= 2
+    })
+    .await;
     let app = running.stop().await;
 
-    let sent: Vec<String> = env.discord.messages_in(CHANNEL).into_iter().map(|m| m.content).collect();
+    let sent: Vec<String> = env
+        .discord
+        .messages_in(CHANNEL)
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
     assert_eq!(sent, ["Post one about rust", "Post three about rust"]);
-    let posted = app.store.posts(Some(PostStatus::Posted), None, 10).await.unwrap();
+    let posted = app
+        .store
+        .posts(Some(PostStatus::Posted), None, 10)
+        .await
+        .unwrap();
     assert_eq!(posted.len(), 2);
-    assert!(posted.iter().all(|p| p.message_ids.len() == 1), "{posted:?}");
-    let pending = app.store.posts(Some(PostStatus::Pending), None, 10).await.unwrap();
-    assert_eq!(pending.iter().map(|p| p.content.as_str()).collect::<Vec<_>>(), ["A bad post"]);
+    assert!(
+        posted.iter().all(|p| p.message_ids.len() == 1),
+        "{posted:?}"
+    );
+    let pending = app
+        .store
+        .posts(Some(PostStatus::Pending), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.content.as_str())
+            .collect::<Vec<_>>(),
+        ["A bad post"]
+    );
     // The generator's 4th post normalizes to the 1st: queued once.
     assert_eq!(app.store.posts(None, None, 10).await.unwrap().len(), 3);
     let gen_runs = app.store.recent_runs(Some("generator"), 10).await.unwrap();
@@ -84,18 +109,35 @@ type = "Immediate"
 "#,
     );
     let running = Running::start(env.app(&config).await);
-    eventually("one post", SECS, || async { env.discord.messages_in(CHANNEL).len() == 1 }).await;
+    eventually("one post", SECS, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
     let app = running.stop().await;
     let prompts: Vec<String> = env.llm.requests().into_iter().map(|r| r.prompt).collect();
     assert_eq!(prompts[0], "Draft a tip about lifetimes.");
-    assert_eq!(prompts[1], "Critique: reply to [Draft a tip about lifetimes.]");
-    assert!(prompts[2].starts_with("Final post from: reply to [Critique: reply to [Draft"), "{}", prompts[2]);
+    assert_eq!(
+        prompts[1],
+        "Critique: reply to [Draft a tip about lifetimes.]"
+    );
+    assert!(
+        prompts[2].starts_with("Final post from: reply to [Critique: reply to [Draft"),
+        "{}",
+        prompts[2]
+    );
     let message = &env.discord.messages_in(CHANNEL)[0];
-    assert!(message.content.starts_with("reply to [Final post from:"), "{}", message.content);
+    assert!(
+        message.content.starts_with("reply to [Final post from:"),
+        "{}",
+        message.content
+    );
     let run = &app.store.recent_runs(Some("tip"), 1).await.unwrap()[0];
     assert_eq!(run.outcome, RunOutcome::Success);
     let acts = app.store.act_outputs(run.id).await.unwrap();
-    assert_eq!(acts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["draft", "critique", "final"]);
+    assert_eq!(
+        acts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["draft", "critique", "final"]
+    );
     assert_eq!(acts[2].1, message.content);
 }
 
@@ -120,7 +162,10 @@ seconds = 3600
     );
     let running = Running::start(env.app(&config).await);
     let store = running.app.store.clone();
-    eventually("first run", SECS, || async { store.recent_runs(Some("hourly"), 5).await.unwrap().len() == 1 }).await;
+    eventually("first run", SECS, || async {
+        store.recent_runs(Some("hourly"), 5).await.unwrap().len() == 1
+    })
+    .await;
     eventually("first run finished", SECS, || async {
         store.recent_runs(Some("hourly"), 5).await.unwrap()[0].outcome == RunOutcome::Success
     })
@@ -145,10 +190,17 @@ seconds = 3600
 #[tokio::test(start_paused = true)]
 async fn circuit_opens_then_half_open_success_closes_it() {
     let env = TestEnv::new().await;
-    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    env.write(
+        "tip.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
     // A 400 is not retried: each run fails at once.
     for _ in 0..2 {
-        env.llm.push(Reply::Raw { status: 400, headers: vec![], body: r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#.into() });
+        env.llm.push(Reply::Raw {
+            status: 400,
+            headers: vec![],
+            body: r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#.into(),
+        });
     }
     let config = env.config(
         "max_consecutive_failures = 2\ncircuit_cooldown_seconds = 120",
@@ -165,23 +217,46 @@ seconds = 10
     let running = Running::start(env.app(&config).await);
     let store = running.app.store.clone();
     eventually("circuit open", SECS, || async {
-        store.actor_state("flaky").await.unwrap().is_some_and(|s| s.circuit == Circuit::Open)
+        store
+            .actor_state("flaky")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.circuit == Circuit::Open)
     })
     .await;
     let open = store.actor_state("flaky").await.unwrap().unwrap();
     assert_eq!(open.consecutive_failures, 2);
     eventually("circuit closed again", Duration::from_secs(600), || async {
-        store.actor_state("flaky").await.unwrap().is_some_and(|s| s.circuit == Circuit::Closed && s.ever_succeeded)
+        store
+            .actor_state("flaky")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.circuit == Circuit::Closed && s.ever_succeeded)
     })
     .await;
     let app = running.stop().await;
     let mut runs = app.store.recent_runs(Some("flaky"), 10).await.unwrap();
     runs.reverse();
     let outcomes: Vec<_> = runs.iter().map(|r| r.outcome).collect();
-    assert_eq!(&outcomes[..3], [RunOutcome::Failure, RunOutcome::Failure, RunOutcome::Success]);
+    assert_eq!(
+        &outcomes[..3],
+        [
+            RunOutcome::Failure,
+            RunOutcome::Failure,
+            RunOutcome::Success
+        ]
+    );
     let paused = runs[2].started_at - runs[1].finished_at.unwrap();
     assert!(paused.num_seconds() >= 120, "paused only {paused}");
-    assert!(runs[0].error.as_deref().unwrap().contains("rejected the request (HTTP 400)"), "{:?}", runs[0].error);
+    assert!(
+        runs[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("rejected the request (HTTP 400)"),
+        "{:?}",
+        runs[0].error
+    );
 }
 
 /// Discord answering 401 fails the run with a message naming DISCORD_TOKEN, the post stays
@@ -189,7 +264,10 @@ seconds = 10
 #[tokio::test(start_paused = true)]
 async fn failed_send_fails_the_run_and_is_retried_once() {
     let env = TestEnv::new().await;
-    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    env.write(
+        "tip.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
     env.discord.push_failure(Fail::Unauthorized);
     let config = env.config(
         "",
@@ -205,16 +283,28 @@ seconds = 30
     );
     let running = Running::start(env.app(&config).await);
     let store = running.app.store.clone();
-    eventually("a second run that succeeds", Duration::from_secs(300), || async {
-        store.recent_runs(Some("poster"), 5).await.unwrap().first().is_some_and(|r| r.outcome == RunOutcome::Success)
-    })
+    eventually(
+        "a second run that succeeds",
+        Duration::from_secs(300),
+        || async {
+            store
+                .recent_runs(Some("poster"), 5)
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|r| r.outcome == RunOutcome::Success)
+        },
+    )
     .await;
     let app = running.stop().await;
     let mut runs = app.store.recent_runs(Some("poster"), 5).await.unwrap();
     runs.reverse();
     assert_eq!(runs[0].outcome, RunOutcome::Failure);
     let error = runs[0].error.clone().unwrap();
-    assert!(error.contains("Discord rejected the bot token (401 Unauthorized): check DISCORD_TOKEN"), "{error}");
+    assert!(
+        error.contains("Discord rejected the bot token (401 Unauthorized): check DISCORD_TOKEN"),
+        "{error}"
+    );
     assert!(!error.contains(DISCORD_TOKEN), "{error}");
     let messages = env.discord.messages_in(CHANNEL);
     assert_eq!(messages.len(), 1, "{messages:?}");
@@ -235,7 +325,10 @@ async fn long_post_is_split_into_messages() {
     let long: String = (0..100).map(|i| format!("{i}: {line}\n")).collect();
     let long_clone = long.clone();
     env.llm.set_responder(move |_| long_clone.clone());
-    env.write("tip.toml", "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n");
+    env.write(
+        "tip.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
     let config = env.config(
         "",
         "[[actors]]\nname = \"long\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
@@ -243,7 +336,12 @@ async fn long_post_is_split_into_messages() {
     let running = Running::start(env.app(&config).await);
     let store = running.app.store.clone();
     eventually("posted", SECS, || async {
-        store.posts(Some(PostStatus::Posted), None, 1).await.unwrap().len() == 1
+        store
+            .posts(Some(PostStatus::Posted), None, 1)
+            .await
+            .unwrap()
+            .len()
+            == 1
     })
     .await;
     running.stop().await;
@@ -251,9 +349,21 @@ async fn long_post_is_split_into_messages() {
     assert!(messages.len() >= 4, "{}", messages.len());
     assert!(messages.iter().all(|m| m.content.chars().count() <= 2000));
     // Parts end on line boundaries: every line arrives whole, in order.
-    let lines: Vec<&str> = messages.iter().flat_map(|m| m.content.lines()).map(str::trim_end).collect();
+    let lines: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| m.content.lines())
+        .map(str::trim_end)
+        .collect();
     let expected: Vec<&str> = long.lines().map(str::trim_end).collect();
-    assert!(lines == expected, "lines differ: {} vs {}", lines.len(), expected.len());
-    let post = &store.posts(Some(PostStatus::Posted), None, 1).await.unwrap()[0];
+    assert!(
+        lines == expected,
+        "lines differ: {} vs {}",
+        lines.len(),
+        expected.len()
+    );
+    let post = &store
+        .posts(Some(PostStatus::Posted), None, 1)
+        .await
+        .unwrap()[0];
     assert_eq!(post.message_ids.len(), messages.len());
 }

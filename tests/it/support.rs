@@ -31,7 +31,11 @@ impl TestEnv {
         let discord = FakeDiscord::start(DISCORD_TOKEN).await;
         discord.add_channel(CHANNEL);
         let llm = FakeLlm::start(ProviderKind::Gemini, GEMINI_KEY).await;
-        Self { dir: tempfile::tempdir().unwrap(), discord, llm }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            discord,
+            llm,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -56,7 +60,6 @@ impl TestEnv {
 state_dir = "state"
 default_provider = "gemini"
 check_interval_seconds = 1
-shutdown_grace_seconds = 5
 {server_extra}
 
 [discord]
@@ -92,7 +95,11 @@ type = "log"
     pub async fn app(&self, config_path: &Path) -> Arc<App> {
         let config = Config::load(config_path).unwrap();
         let llm = self.llm_clients(&config);
-        let options = AppOptions { discord_token: Some(Secret::new(DISCORD_TOKEN)), llm: Some(llm), ..Default::default() };
+        let options = AppOptions {
+            discord_token: Some(Secret::new(DISCORD_TOKEN)),
+            llm: Some(llm),
+            ..Default::default()
+        };
         Arc::new(App::build(config, options).await.unwrap())
     }
 
@@ -105,7 +112,10 @@ type = "log"
             .env("DISCORD_TOKEN", DISCORD_TOKEN)
             .env_remove("DATABASE_URL")
             .env_remove("BOT_SERVER_CONFIG")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .kill_on_drop(true);
         cmd
     }
@@ -134,7 +144,12 @@ impl Running {
                 .unwrap();
             }
         });
-        Self { app, status, stop: Some(stop), handle }
+        Self {
+            app,
+            status,
+            stop: Some(stop),
+            handle,
+        }
     }
 
     /// Sends the shutdown signal and waits for the scheduler to drain.
@@ -150,7 +165,11 @@ impl Running {
 /// Polls `cond` every 20 ms (of tokio time) until it holds, or panics after `limit` naming
 /// `what`.
 #[track_caller]
-pub fn eventually<'a, F, Fut>(what: &'a str, limit: Duration, mut cond: F) -> impl Future<Output = ()> + 'a
+pub fn eventually<'a, F, Fut>(
+    what: &'a str,
+    limit: Duration,
+    mut cond: F,
+) -> impl Future<Output = ()> + 'a
 where
     F: FnMut() -> Fut + 'a,
     Fut: Future<Output = bool> + 'a,
@@ -217,10 +236,17 @@ pub fn pipeline_responder(req: &bot_server::fakes::llm::FakeRequest) -> String {
             .filter(|v| !v["text"].as_str().unwrap_or_default().contains("bad"))
             .filter_map(|v| v["id"].as_i64())
             .collect();
-        format!("Approved:\n```json\n{}\n```", serde_json::to_string(&ids).unwrap())
+        format!(
+            "Approved:\n```json\n{}\n```",
+            serde_json::to_string(&ids).unwrap()
+        )
     } else if req.prompt.contains("JSON array of strings") {
-        r#"["Post one about rust", "A bad post", "Post three about rust", "post ONE about   rust"]"#.to_owned()
+        r#"["Post one about rust", "A bad post", "Post three about rust", "post ONE about   rust"]"#
+            .to_owned()
     } else {
-        format!("reply to [{}]", req.prompt.chars().take(40).collect::<String>())
+        format!(
+            "reply to [{}]",
+            req.prompt.chars().take(40).collect::<String>()
+        )
     }
 }

@@ -1,0 +1,442 @@
+//! The real binary: `check`, `run`, `posts`, bad input, SIGTERM during a run, and `kill -9`
+//! between "Discord accepted" and "recorded as posted".
+
+use crate::support::*;
+use bot_server::fakes::discord::Fail;
+use bot_server::fakes::llm::Reply;
+use bot_server::store::{PostStatus, RunOutcome, Store};
+use std::process::Output;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn output(env: &TestEnv, args: &[&str]) -> Output {
+    env.command(args).output().await.unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_fails_with(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stdout: {}",
+        stdout(o)
+    );
+    assert!(
+        stderr(o).contains(needle),
+        "stderr does not contain {needle:?}:\n{}",
+        stderr(o)
+    );
+}
+
+const ONE_ACTOR: &str = r#"
+[[actors]]
+name = "tip"
+narrative = "tip.toml"
+target = "chan"
+vars = { topic = "x" }
+[actors.schedule]
+type = "Cron"
+expression = "0 9 * * *"
+timezone = "Europe/Paris"
+"#;
+
+/// `check` on a valid config exits 0 and prints each actor's next five fire times in UTC
+/// and in the actor's time zone.
+#[tokio::test]
+async fn check_prints_next_fire_times() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", ONE_ACTOR);
+    let o = output(&env, &["check"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("actor_server.toml: valid, 1 actor(s), 1 narrative(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("schedule: cron \"0 9 * * *\" in Europe/Paris"),
+        "{out}"
+    );
+    let nexts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("next:"))
+        .collect();
+    assert_eq!(nexts.len(), 5, "{out}");
+    assert!(
+        nexts
+            .iter()
+            .all(|l| l.contains(" 09:00:00 C") && l.contains("Europe/Paris")),
+        "{out}"
+    );
+}
+
+/// Every kind of bad config input fails `check` with a message naming the file, the key
+/// and what to do.
+#[tokio::test]
+async fn bad_config_inputs_are_named() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+
+    let o = output(&env, &["check", "--config", "missing.toml"]).await;
+    assert_fails_with(
+        &o,
+        "missing.toml: cannot read the file: No such file or directory",
+    );
+
+    env.config(
+        "",
+        &ONE_ACTOR.replace("[actors.schedule]", "shedule = 1\n[actors.schedule]"),
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(&o, "actor_server.toml:");
+    assert_fails_with(&o, "`actors[0].shedule`: unknown field `shedule`");
+
+    env.config("", &ONE_ACTOR.replace("0 9 * * *", "0 25 * * *"));
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "`actors[0].schedule`: invalid cron expression `0 25 * * *`",
+    );
+
+    env.config("", &ONE_ACTOR.replace("Europe/Paris", "Europe/Pariss"));
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "unknown time zone `Europe/Pariss` (expected an IANA name",
+    );
+
+    env.config(
+        "",
+        &ONE_ACTOR.replace("target = \"chan\"", "channel_id = \"${NOT_SET_ANYWHERE}\""),
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(&o, "environment variable NOT_SET_ANYWHERE is not set");
+
+    env.config(
+        "",
+        &ONE_ACTOR.replace("target = \"chan\"", "target = \"nowhere\""),
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "`actors[0].target`: no target named `nowhere` (defined: [chan, console])",
+    );
+}
+
+/// Bad narratives: an act referring to a later act, a `[toc]` naming a missing act, and a
+/// variable nobody supplies, each named with the file and act.
+#[tokio::test]
+async fn bad_narratives_are_named() {
+    let env = TestEnv::new().await;
+    env.config("", ONE_ACTOR);
+
+    env.write(
+        "tip.toml",
+        &TIP.replace("Draft a tip about {{ topic }}.", "Draft {{ final }}"),
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "tip.toml: `acts.draft.prompt`: refers to act `final`, which runs later",
+    );
+
+    env.write("tip.toml", &TIP.replace("\"final\"]", "\"finale\"]"));
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "tip.toml: `toc.order[2]`: names act `finale`, which has no [acts] entry",
+    );
+
+    env.write("tip.toml", &TIP.replace("{{ topic }}", "{{ subject }}"));
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "act `draft` uses `{{ subject }}`, which is neither an earlier act nor a given variable",
+    );
+}
+
+/// `run` prints every act with provider, model, timing and tokens; `--var` fills the
+/// template; `--provider`/`--model` override the file.
+#[tokio::test]
+async fn run_prints_each_act() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", "");
+    let o = output(
+        &env,
+        &[
+            "run",
+            "tip.toml",
+            "--var",
+            "topic=borrowing",
+            "--model",
+            "gemini-test",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for act in ["draft", "critique", "final"] {
+        assert!(
+            out.contains(&format!("── act {act} · gemini/gemini-test · ")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("fake reply to: Draft a tip about borrowing."),
+        "{out}"
+    );
+    assert_eq!(env.llm.requests()[0].model.as_deref(), Some("gemini-test"));
+
+    let o = output(
+        &env,
+        &[
+            "run",
+            "tip.toml",
+            "--provider",
+            "offline",
+            "--var",
+            "topic=x",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("── act draft · offline/"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(env.llm.request_count(), 3, "offline must not call the fake");
+}
+
+/// A model answer that is not JSON, for an act that asked for JSON, fails the run with the
+/// offending text in the error.
+#[tokio::test]
+async fn invalid_json_from_the_model_fails_with_the_text() {
+    let env = TestEnv::new().await;
+    env.write("gen.toml", GENERATOR);
+    env.config("", "");
+    env.llm.push(Reply::Text(
+        "Sure! Here are posts: [\"one\", \"two\"".into(),
+    ));
+    let o = output(&env, &["run", "gen.toml"]).await;
+    assert_fails_with(
+        &o,
+        "act `posts` asked for JSON output but the model's answer is not valid JSON",
+    );
+    assert_fails_with(&o, "Sure! Here are posts: [\\\"one\\\", \\\"two\\\"");
+}
+
+/// `serve` refuses to start when a Discord target has no token, saying what to set.
+#[tokio::test]
+async fn serve_without_token_names_discord_token() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", ONE_ACTOR);
+    let o = env
+        .command(&["serve"])
+        .env_remove("DISCORD_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "actor `tip`: posts to Discord channel target `chan` and needs a bot token: set DISCORD_TOKEN",
+    );
+}
+
+/// `posts list|approve|reject` curate the queue by hand; approving a posted post is refused.
+#[tokio::test]
+async fn posts_commands_curate_the_queue() {
+    let env = TestEnv::new().await;
+    env.config("", "");
+    let store = Store::open(&env.path("state"), None).await.unwrap();
+    let now = chrono::Utc::now();
+    for text in ["first", "second"] {
+        store
+            .enqueue("discord:1", text, PostStatus::Pending, None, now)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let o = output(&env, &["posts", "list", "--status", "pending"]).await;
+    assert!(
+        stdout(&o).contains("first") && stdout(&o).contains("second"),
+        "{}",
+        stdout(&o)
+    );
+    let o = output(&env, &["posts", "approve", "1"]).await;
+    assert_eq!(stdout(&o).trim(), "post 1 approved");
+    let o = output(&env, &["posts", "reject", "2"]).await;
+    assert_eq!(stdout(&o).trim(), "post 2 rejected");
+    let o = output(&env, &["posts", "approve", "9"]).await;
+    assert_fails_with(&o, "cannot approve post 9: post 9 does not exist");
+    let store = Store::open(&env.path("state"), None).await.unwrap();
+    assert_eq!(
+        store.post(1).await.unwrap().unwrap().status,
+        PostStatus::Approved
+    );
+    assert_eq!(
+        store.post(2).await.unwrap().unwrap().status,
+        PostStatus::Rejected
+    );
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGTERM during a run: no new runs, the run in flight finishes within the grace period
+/// and is recorded, and the process exits 0.
+#[tokio::test]
+async fn sigterm_lets_the_run_in_flight_finish() {
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
+    env.llm.push(Reply::Delay(Duration::from_secs(2)));
+    env.config(
+        "",
+        "[[actors]]\nname = \"slow\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
+    );
+    let mut child = env
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the LLM call started", LIMIT, || async {
+        env.llm.request_count() == 1
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        env.discord.messages_in(CHANNEL).len(),
+        1,
+        "the run in flight completed its post"
+    );
+    let store = Store::open(&env.path("state"), None).await.unwrap();
+    let runs = store.recent_runs(Some("slow"), 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, RunOutcome::Success);
+}
+
+/// SIGTERM with a run longer than the grace period: the run is stopped between acts and
+/// recorded as cancelled, the process still exits 0, and nothing was posted half-way.
+#[tokio::test]
+async fn sigterm_past_grace_cancels_between_acts() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.llm.push(Reply::Delay(Duration::from_secs(600)));
+    env.config(
+        "shutdown_grace_seconds = 1",
+        "[[actors]]\nname = \"slow\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\nvars = { topic = \"x\" }\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
+    );
+    let mut child = env
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the LLM call started", LIMIT, || async {
+        env.llm.request_count() == 1
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("exits after the grace period")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(env.discord.messages().is_empty());
+    let store = Store::open(&env.path("state"), None).await.unwrap();
+    let runs = store.recent_runs(Some("slow"), 5).await.unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Cancelled, "{runs:?}");
+}
+
+/// `kill -9` after Discord accepted a message but before the post was recorded as posted:
+/// after restart the post is re-sent with the same nonce, Discord returns the existing
+/// message, and the channel has exactly one message.
+#[tokio::test]
+async fn crash_after_discord_accepted_does_not_post_twice() {
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
+    env.discord.push_failure(Fail::HangAfterCreate);
+    env.config(
+        "",
+        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let mut child = env
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("Discord accepted the message", LIMIT, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
+    signal(child.id().unwrap(), "-KILL");
+    let _ = child.wait().await;
+    {
+        let store = Store::open(&env.path("state"), None).await.unwrap();
+        let post = store
+            .post(1)
+            .await
+            .unwrap()
+            .expect("post stored before sending");
+        assert_eq!(post.status, PostStatus::Sending);
+        let runs = store.recent_runs(Some("once"), 5).await.unwrap();
+        assert_eq!(runs[0].outcome, RunOutcome::Interrupted);
+        store.close().await;
+    }
+
+    let mut child = env
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = Store::open(&env.path("state"), None).await.unwrap();
+    eventually("post recorded as posted", LIMIT, || async {
+        store
+            .post(1)
+            .await
+            .unwrap()
+            .is_some_and(|p| p.status == PostStatus::Posted)
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    assert!(child.wait().await.unwrap().success());
+    let messages = env.discord.messages_in(CHANNEL);
+    assert_eq!(messages.len(), 1, "posted twice: {messages:?}");
+    let post = store.post(1).await.unwrap().unwrap();
+    assert_eq!(post.message_ids, vec![messages[0].id.to_string()]);
+    assert_eq!(
+        store.posts(None, None, 10).await.unwrap().len(),
+        1,
+        "the re-run's identical text is a duplicate"
+    );
+}
