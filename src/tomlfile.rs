@@ -58,11 +58,19 @@ pub fn parse<T: DeserializeOwned>(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<T, TomlFileError> {
     let text = interpolate(path, text, env)?;
-    let parse_error = |err: toml::de::Error, key: Option<String>| TomlFileError::Parse {
-        path: path.to_owned(),
-        line: err.span().map(|span| line_of(&text, span.start)),
-        key,
-        message: err.message().trim().to_owned(),
+    let parse_error = |err: toml::de::Error, key: Option<String>| {
+        // Syntax errors (e.g. "duplicate key") carry no key path; the span's text names it.
+        let key = key.or_else(|| {
+            let span = err.span()?;
+            let snippet = text.get(span)?.lines().next()?.trim();
+            (!snippet.is_empty() && snippet.len() <= 80).then(|| snippet.to_owned())
+        });
+        TomlFileError::Parse {
+            path: path.to_owned(),
+            line: err.span().map(|span| line_of(&text, span.start)),
+            key,
+            message: err.message().trim().to_owned(),
+        }
     };
     let deserializer = toml::Deserializer::parse(&text).map_err(|err| parse_error(err, None))?;
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -191,6 +199,14 @@ mod tests {
             e.starts_with("b.toml:6: `inner[1].secnds`: unknown field `secnds`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn duplicate_key_names_the_key() {
+        let e = parse::<Outer>(Path::new("d.toml"), "name = \"a\"\nname = \"b\"\n", env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "d.toml:2: `name`: duplicate key");
     }
 
     #[test]

@@ -367,3 +367,107 @@ async fn long_post_is_split_into_messages() {
         .unwrap()[0];
     assert_eq!(post.message_ids.len(), messages.len());
 }
+
+/// One tick of each schedule type on a paused clock: Interval fires at start and after its
+/// period, Cron at its next local time, Once at its instant, Immediate once.
+#[tokio::test(start_paused = true)]
+async fn each_schedule_type_fires_on_time() {
+    use bot_server::app::{App, AppOptions};
+    use bot_server::clock::Clock;
+    use bot_server::config::Config;
+    use bot_server::secret::Secret;
+
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hi {{ actor }}\"\n",
+    );
+    let config = env.config(
+        "check_interval_seconds = 3600",
+        r#"
+[[actors]]
+name = "interval"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Interval"
+seconds = 600
+
+[[actors]]
+name = "cron"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Cron"
+expression = "30 9 * * *"
+timezone = "Europe/Paris"
+
+[[actors]]
+name = "once"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Once"
+at = "2026-03-02T09:00:00Z"
+
+[[actors]]
+name = "immediate"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Immediate"
+"#,
+    );
+    // 2026-03-02T08:00:00Z is 09:00 in Paris (UTC+1): the cron fires at 08:30Z.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-02T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let loaded = Config::load(&config).unwrap();
+    let llm = env.llm_clients(&loaded);
+    let options = AppOptions {
+        clock: Some(Clock::starting_at(start)),
+        discord_token: Some(Secret::new(DISCORD_TOKEN)),
+        llm: Some(llm),
+        ..Default::default()
+    };
+    let running = Running::start(std::sync::Arc::new(
+        App::build(loaded, options).await.unwrap(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(3 * 3600)).await;
+    let app = running.stop().await;
+    let starts = |runs: Vec<bot_server::store::RunRecord>| -> Vec<String> {
+        let mut v: Vec<String> = runs
+            .iter()
+            .map(|r| r.started_at.format("%H:%M").to_string())
+            .collect();
+        v.reverse();
+        v
+    };
+    let interval = starts(app.store.recent_runs(Some("interval"), 100).await.unwrap());
+    assert_eq!(
+        interval.len(),
+        18,
+        "every 10 minutes for 3 hours: {interval:?}"
+    );
+    assert_eq!(&interval[..3], ["08:00", "08:10", "08:20"]);
+    assert_eq!(
+        starts(app.store.recent_runs(Some("cron"), 10).await.unwrap()),
+        ["08:30"]
+    );
+    assert_eq!(
+        starts(app.store.recent_runs(Some("once"), 10).await.unwrap()),
+        ["09:00"]
+    );
+    assert_eq!(
+        starts(app.store.recent_runs(Some("immediate"), 10).await.unwrap()),
+        ["08:00"]
+    );
+    assert!(
+        app.store
+            .recent_runs(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Success)
+    );
+}

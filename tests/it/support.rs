@@ -54,12 +54,17 @@ impl TestEnv {
     /// Writes `actor_server.toml`: `[server]` settings `server_extra`, the fakes as provider
     /// and Discord, a `chan` Discord target and a `console` log target, then `actors`.
     pub fn config(&self, server_extra: &str, actors: &str) -> PathBuf {
+        let check = if server_extra.contains("check_interval_seconds") {
+            ""
+        } else {
+            "check_interval_seconds = 1"
+        };
         let text = format!(
             r#"
 [server]
 state_dir = "state"
 default_provider = "gemini"
-check_interval_seconds = 1
+{check}
 {server_extra}
 
 [discord]
