@@ -113,6 +113,10 @@ type = "Immediate"
         env.discord.messages_in(CHANNEL).len() == 1
     })
     .await;
+    assert!(
+        running.status.last_tick_ms.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the loop records its ticks"
+    );
     let app = running.stop().await;
     let prompts: Vec<String> = env.llm.requests().into_iter().map(|r| r.prompt).collect();
     assert_eq!(prompts[0], "Draft a tip about lifetimes.");
