@@ -74,6 +74,7 @@ pub struct App {
     pub clock: Clock,
     /// Mixed into Discord nonces (see [`Store::nonce_salt`]).
     pub nonce_salt: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Narratives of the config's actors, loaded and checked against each actor's variables.
@@ -146,7 +147,17 @@ pub fn check_credentials(
             ..Default::default()
         };
         for act in &narrative.acts {
-            let (provider, _) = narrative.resolve(act, &options, llm);
+            let (provider, model) = narrative.resolve(act, &options, llm);
+            if model.is_empty() {
+                return Err(SetupError::Actor {
+                    actor: actor.name.clone(),
+                    message: format!(
+                        "act `{}` of {} names no model and provider `{provider}` has no default: set `model` in the narrative or `default_model` in [providers.{provider}]",
+                        act.name,
+                        narrative.path.display()
+                    ),
+                });
+            }
             llm.check_ready(&provider).map_err(|e| SetupError::Actor {
                 actor: actor.name.clone(),
                 message: format!("act `{}`: {e}", act.name),
@@ -187,6 +198,7 @@ impl App {
             delivery,
             clock: clock.unwrap_or_else(Clock::system),
             nonce_salt,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         })
     }
 

@@ -167,6 +167,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// `discord`, `webhook` or `log`: a bounded label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Discord { .. } => "discord",
+            Self::Webhook { .. } => "webhook",
+            Self::Log => "log",
+        }
+    }
+
     /// A stable key for the post queue and dedup: `discord:123`, `webhook:ID`, `log`.
     /// Never the webhook token.
     pub fn key(&self) -> String {

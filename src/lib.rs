@@ -15,12 +15,16 @@
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
 //! - [`app`]: the assembled server shared by the scheduler and runs.
+//! - [`metrics`]: the Prometheus metrics of the process.
+//! - [`admin`]: the admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
+//! - [`telemetry`]: logs (stderr, `RUST_LOG`, `LOG_FORMAT`) and OpenTelemetry traces (OTLP export).
 //! - [`commands`]: the CLI subcommands as library functions.
 //! - [`clock`]: wall-clock time derived from tokio's clock, so tests can pause it.
 //! - [`secret`]: a string type that never prints its value.
-//! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic and Discord, speaking their wire
-//!   formats; used by the tests and the benchmarks.
+//! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic, Discord and an OTLP trace
+//!   receiver, speaking their wire formats; used by the tests and the benchmarks.
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod commands;
@@ -28,12 +32,14 @@ pub mod config;
 pub mod discord;
 pub mod fakes;
 pub mod llm;
+pub mod metrics;
 pub mod narrative;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod tomlfile;
 
 /// `err` and its sources, joined by `: ` (what anyhow's `{:#}` prints), for places that

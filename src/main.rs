@@ -1,12 +1,14 @@
-//! The `bot-server` binary: parses the command line, sets up logging, calls into the library
-//! and turns errors into an exit code.
+//! The `bot-server` binary: parses the command line, sets up logs and traces, calls into the
+//! library and turns errors into an exit code.
 
 use anyhow::Context;
+use bot_server::admin::{self, AdminState};
 use bot_server::app::{App, AppOptions};
 use bot_server::commands::{self, RunCommand};
 use bot_server::config::Config;
 use bot_server::scheduler::{self, SchedulerStatus};
 use bot_server::store::{PostStatus, Store};
+use bot_server::telemetry::Telemetry;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,12 @@ enum Command {
     },
     /// Validate the config and its narratives; show each actor's next fire times.
     Check,
+    /// Exit 0 when the server's /readyz answers 200 (for a container HEALTHCHECK).
+    Healthcheck {
+        /// The readiness URL; default: /readyz on the config's `admin_listen` port on 127.0.0.1.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Inspect and curate the post queue.
     Posts {
         #[command(subcommand)]
@@ -82,31 +90,27 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries command output (and the log target's posts).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    match dispatch(cli).await {
+    // Logs to stderr and traces; inside the runtime, which the OTLP/gRPC exporter needs.
+    let telemetry = match Telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Export the spans still queued (the last run's trace), bounded in time.
+    telemetry.shutdown().await;
+    code
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -132,6 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             commands::check(&cli.config, token.is_some(), &mut stdout)
         }
+        Command::Healthcheck { url } => healthcheck(&cli.config, url).await,
         Command::Posts { action } => {
             let config = Config::load(&cli.config)?;
             let url = std::env::var("DATABASE_URL").ok();
@@ -155,20 +160,73 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    let admin_addr = config.server.admin_listen;
     let app = Arc::new(App::build(config, AppOptions::from_env()?).await?);
+    let listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on admin_listen = {admin_addr} (is another process using the port?)"
+            )
+        })?;
     tracing::info!(
         config = %config_path.display(),
         state = app.store.location(),
         actors = app.config.actors.len(),
+        admin = %listener.local_addr().unwrap_or(admin_addr),
         version = env!("CARGO_PKG_VERSION"),
         "bot-server started"
     );
     let status = Arc::new(SchedulerStatus::default());
-    scheduler::run(app.clone(), status, shutdown_signal())
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_state = AdminState {
+        app: app.clone(),
+        status: status.clone(),
+    };
+    let admin = tokio::spawn(admin::serve(listener, admin_state, async {
+        let _ = admin_stopped.await;
+    }));
+    let result = scheduler::run(app.clone(), status, shutdown_signal())
         .await
-        .context("scheduler failed")?;
+        .context("scheduler failed");
+    let _ = stop_admin.send(());
+    match admin.await {
+        Ok(Err(err)) => tracing::error!(cause = %err, "admin server failed"),
+        Err(err) => tracing::error!(cause = %err, "admin server task failed"),
+        Ok(Ok(())) => {}
+    }
     app.store.close().await;
     tracing::info!("bot-server stopped");
+    result
+}
+
+/// `healthcheck`: GET the readiness URL; success only on 200.
+async fn healthcheck(config_path: &std::path::Path, url: Option<String>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let port =
+                match bot_server::tomlfile::load::<bot_server::config::ConfigFile>(config_path) {
+                    Ok(file) => file.server.admin_listen.port(),
+                    Err(_) => bot_server::config::ServerSettings::default()
+                        .admin_listen
+                        .port(),
+                };
+            format!("http://127.0.0.1:{port}/readyz")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{}", body.trim());
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
     Ok(())
 }
 

@@ -14,6 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Marks a span as failed, the OpenTelemetry way (status and message).
+trait RecordError {
+    fn record_error(&self, message: &str);
+}
+
+impl RecordError for tracing::Span {
+    fn record_error(&self, message: &str) {
+        self.record("otel.status_code", "ERROR");
+        self.record("error.message", message);
+    }
+}
 
 /// Variables a narrative receives from the server itself rather than from the user.
 pub const BUILTIN_VARS: &[&str] = &["pending_posts", "actor", "now"];
@@ -173,8 +186,10 @@ pub enum NarrativeError {
     Llm {
         narrative: String,
         act: String,
+        provider: String,
+        model: String,
         #[source]
-        source: LlmError,
+        source: Box<LlmError>,
     },
     #[error(
         "narrative `{narrative}`: act `{act}` asked for JSON output but the model's answer is not valid JSON ({reason}); the answer was: {excerpt}"
@@ -196,10 +211,14 @@ pub struct ActOutput {
     pub text: String,
     pub json: Option<serde_json::Value>,
     pub provider: String,
+    /// The model asked for (a bounded name from the files, used as a metric label).
+    pub request_model: String,
+    /// The model that answered, as the provider reports it.
     pub model: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub retries: u32,
+    pub rate_limit_wait: Duration,
     pub duration: Duration,
 }
 
@@ -400,7 +419,8 @@ impl Narrative {
         })
     }
 
-    /// Which provider and model an act uses under `options`.
+    /// Which provider and model an act uses under `options`; the model is empty when
+    /// neither the files nor the provider's `default_model` name one.
     pub fn resolve(&self, act: &Act, options: &RunOptions, llm: &LlmClients) -> (String, String) {
         let provider = options
             .provider_override
@@ -414,7 +434,7 @@ impl Narrative {
             .or_else(|| act.model.clone())
             .or_else(|| self.model.clone())
             .or_else(|| llm.default_model(&provider))
-            .unwrap_or_else(|| "default".to_owned());
+            .unwrap_or_default();
         (provider, model)
     }
 
@@ -470,8 +490,31 @@ impl Narrative {
                 None
             };
             let (provider, model) = self.resolve(act, options, llm);
+            let act_span = tracing::info_span!(
+                "narrative.act",
+                narrative = %self.name,
+                act = %act.name,
+                otel.status_code = tracing::field::Empty,
+                error.message = tracing::field::Empty,
+            );
+            let llm_span = tracing::info_span!(
+                parent: &act_span,
+                "llm.chat",
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.provider.name = %provider,
+                gen_ai.request.model = %model,
+                gen_ai.request.temperature = act.temperature.map(f64::from),
+                gen_ai.request.max_tokens = act.max_tokens,
+                gen_ai.response.model = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                llm.retries = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.message = tracing::field::Empty,
+            );
             let request = LlmRequest {
-                model,
+                model: model.clone(),
                 system,
                 prompt,
                 temperature: act.temperature,
@@ -479,23 +522,58 @@ impl Narrative {
                 json: act.output == OutputFormat::Json,
             };
             let started = Instant::now();
-            let response = tokio::select! {
-                r = llm.complete(&provider, &request) => r,
-                () = cancel.cancelled() => {
-                    return Err(NarrativeError::Cancelled { narrative: self.name.clone(), act: act.name.clone() });
+            let call = async {
+                tokio::select! {
+                    r = llm.complete(&provider, &request) => Some(r),
+                    () = cancel.cancelled() => None,
                 }
-            }
-            .map_err(|source| NarrativeError::Llm { narrative: self.name.clone(), act: act.name.clone(), source })?;
-            let json = match act.output {
-                OutputFormat::Text => None,
-                OutputFormat::Json => Some(extract_json(&response.text).map_err(|reason| {
-                    NarrativeError::InvalidJson {
+            };
+            let Some(response) = call
+                .instrument(llm_span.clone())
+                .instrument(act_span.clone())
+                .await
+            else {
+                return Err(NarrativeError::Cancelled {
+                    narrative: self.name.clone(),
+                    act: act.name.clone(),
+                });
+            };
+            let response = match response {
+                Ok(r) => {
+                    llm_span.record("gen_ai.response.model", r.model.as_str());
+                    llm_span.record("gen_ai.usage.input_tokens", r.input_tokens);
+                    llm_span.record("gen_ai.usage.output_tokens", r.output_tokens);
+                    llm_span.record("llm.retries", r.retries);
+                    r
+                }
+                Err(source) => {
+                    llm_span.record("otel.status_code", "ERROR");
+                    llm_span.record("error.message", source.to_string());
+                    act_span.record_error(&source.to_string());
+                    return Err(NarrativeError::Llm {
                         narrative: self.name.clone(),
                         act: act.name.clone(),
-                        reason,
-                        excerpt: excerpt(&response.text, 500),
+                        provider,
+                        model,
+                        source: Box::new(source),
+                    });
+                }
+            };
+            let json = match act.output {
+                OutputFormat::Text => None,
+                OutputFormat::Json => match extract_json(&response.text) {
+                    Ok(j) => Some(j),
+                    Err(reason) => {
+                        let err = NarrativeError::InvalidJson {
+                            narrative: self.name.clone(),
+                            act: act.name.clone(),
+                            reason,
+                            excerpt: excerpt(&response.text, 500),
+                        };
+                        act_span.record_error(&err.to_string());
+                        return Err(err);
                     }
-                })?),
+                },
             };
             let value = match &json {
                 Some(j) => Value::from_serialize(j),
@@ -507,10 +585,12 @@ impl Narrative {
                 text: response.text,
                 json,
                 provider,
+                request_model: model,
                 model: response.model,
                 input_tokens: response.input_tokens,
                 output_tokens: response.output_tokens,
                 retries: response.retries,
+                rate_limit_wait: response.rate_limit_wait,
                 duration: started.elapsed(),
             };
             on_act(&output);

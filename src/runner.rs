@@ -19,6 +19,7 @@ use crate::store::{Enqueued, Post, PostStatus, StoreError};
 use minijinja::Value;
 use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +123,7 @@ pub async fn run_actor(
                     summary.published.push(id);
                 }
                 Enqueued::Duplicate(existing) => {
+                    app.metrics.duplicates_skipped.inc();
                     tracing::info!(actor = %actor.name, existing_post = existing, "same text already queued or posted for this target; not posting it again");
                     summary.duplicates += 1;
                 }
@@ -143,8 +145,14 @@ pub async fn run_actor(
                     )
                     .await?
                 {
-                    Enqueued::New(_) => summary.enqueued += 1,
-                    Enqueued::Duplicate(_) => summary.duplicates += 1,
+                    Enqueued::New(_) => {
+                        app.metrics.posts_enqueued.inc();
+                        summary.enqueued += 1;
+                    }
+                    Enqueued::Duplicate(_) => {
+                        app.metrics.duplicates_skipped.inc();
+                        summary.duplicates += 1;
+                    }
                 }
             }
         }
@@ -220,11 +228,21 @@ async fn run_narrative(
     let done: Mutex<Vec<ActOutput>> = Mutex::new(Vec::new());
     let result = narrative
         .run(&app.llm, &options, cancel, |out| {
+            app.metrics.act_done(&narrative.name, out);
             tracing::info!(actor = %actor.name, act = %out.act, model = %out.model, duration_ms = out.duration.as_millis() as u64, "act done");
             done.lock().unwrap_or_else(|e| e.into_inner()).push(out.clone());
         })
         .await;
     let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Err(NarrativeError::Llm {
+        provider,
+        model,
+        source,
+        ..
+    }) = &result
+    {
+        app.metrics.llm_call(provider, model, source.kind_label());
+    }
     for (position, out) in done.iter().enumerate() {
         app.store.record_act(run_id, position, out).await?;
     }
@@ -234,6 +252,26 @@ async fn run_narrative(
 /// Sends every part of `post` not yet accepted, recording each accepted part.
 async fn publish(app: &App, actor: &Actor, post: &Post) -> Result<(), RunError> {
     let parts = split_message(&post.content, MAX_MESSAGE_CHARS);
+    let span = tracing::info_span!(
+        "discord.post",
+        otel.kind = "client",
+        post.id = post.id,
+        target.kind = actor.target.kind(),
+        parts = parts.len(),
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    );
+    publish_parts(app, actor, post, &parts)
+        .instrument(span)
+        .await
+}
+
+async fn publish_parts(
+    app: &App,
+    actor: &Actor,
+    post: &Post,
+    parts: &[String],
+) -> Result<(), RunError> {
     app.store.mark_sending(post.id, app.clock.now()).await?;
     let mut ids = post.message_ids.clone();
     for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {
@@ -241,12 +279,17 @@ async fn publish(app: &App, actor: &Actor, post: &Post) -> Result<(), RunError> 
         let nonce = format!("{}{}p{}", app.nonce_salt, post.id, index);
         match app.delivery.send(&actor.target, part, &nonce).await {
             Ok(message_id) => {
+                app.metrics.discord_message("success");
                 ids.push(message_id);
                 app.store
                     .record_part(post.id, (index + 1) as u32, &ids, app.clock.now())
                     .await?;
             }
             Err(source) => {
+                app.metrics.discord_message(source.kind_label());
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("error.message", crate::error_chain(&source));
                 app.store
                     .mark_send_failed(post.id, &crate::error_chain(&source), app.clock.now())
                     .await?;
@@ -367,10 +410,12 @@ mod tests {
             text: text.into(),
             json: None,
             provider: "offline".into(),
+            request_model: "m".into(),
             model: "m".into(),
             input_tokens: 0,
             output_tokens: 0,
             retries: 0,
+            rate_limit_wait: Default::default(),
             duration: Default::default(),
         }
     }

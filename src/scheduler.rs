@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Shared, lock-free facts about the scheduler, read by health checks.
 #[derive(Debug, Default)]
@@ -78,6 +79,10 @@ pub async fn run(
             });
         let due = next_due(&app, actor, &state, now);
         tracing::info!(actor = %actor.name, schedule = %actor.schedule.describe(), next = ?due.map(|t| t.to_rfc3339()), circuit = state.circuit.as_str(), "actor loaded");
+        app.metrics.actor_state(&ActorState {
+            next_run_at: due,
+            ..state.clone()
+        });
         states.push(state);
         next.push(due);
     }
@@ -94,6 +99,9 @@ pub async fn run(
         status
             .last_tick_ms
             .store(now.timestamp_millis(), Ordering::Relaxed);
+        app.metrics
+            .scheduler_last_tick
+            .set(now.timestamp_millis() as f64 / 1000.0);
         for i in 0..actors.len() {
             let Some(due) = next[i] else { continue };
             if running[i] || due > now {
@@ -101,6 +109,7 @@ pub async fn run(
             }
             running[i] = true;
             status.running.fetch_add(1, Ordering::Relaxed);
+            app.metrics.runs_in_flight.inc();
             let task = RunTask {
                 app: app.clone(),
                 actor: actors[i].clone(),
@@ -111,9 +120,11 @@ pub async fn run(
             };
             let done_tx = done_tx.clone();
             let status = status.clone();
+            let task_app = app.clone();
             tracker.spawn(async move {
                 let (state, next) = task.execute().await;
                 status.running.fetch_sub(1, Ordering::Relaxed);
+                task_app.metrics.runs_in_flight.dec();
                 let _ = done_tx.send(Finished { actor: i, next });
                 drop(state);
             });
@@ -209,12 +220,37 @@ impl RunTask {
         let Self {
             app,
             actor,
-            mut state,
+            state,
             scheduled,
             hard,
             permits,
         } = self;
         let _permit = permits.acquire_owned().await.ok();
+        let span = tracing::info_span!(
+            parent: None,
+            "actor.run",
+            actor = %actor.name,
+            action = actor.action.as_str(),
+            run.id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        crate::telemetry::record_trace_id(&span);
+        Self::run_once(app, actor, state, scheduled, hard)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_once(
+        app: Arc<App>,
+        actor: Actor,
+        mut state: ActorState,
+        scheduled: DateTime<Utc>,
+        hard: CancellationToken,
+    ) -> (ActorState, Option<DateTime<Utc>>) {
+        let span = tracing::Span::current();
         let started = app.clock.now();
         let previous_last_run = state.last_run_at;
         if state.circuit == Circuit::Open {
@@ -238,7 +274,14 @@ impl RunTask {
                 return (state, Some(retry));
             }
         };
+        span.record("run.id", run_id);
         let lateness_ms = (started - scheduled).num_milliseconds();
+        app.metrics
+            .schedule_lateness
+            .get_or_create(&crate::metrics::ActorLabels {
+                actor: actor.name.clone(),
+            })
+            .observe(lateness_ms.max(0) as f64 / 1000.0);
         tracing::info!(actor = %actor.name, run = run_id, action = actor.action.as_str(), lateness_ms, "run started");
         let limit = Duration::from_secs(actor.run_timeout_seconds);
         let result = tokio::time::timeout(limit, run_actor(&app, &actor, run_id, &hard)).await;
@@ -296,6 +339,18 @@ impl RunTask {
             }
         }
         state.last_outcome = Some(outcome);
+        span.record("outcome", outcome.as_str());
+        if let Some(error) = &error
+            && outcome != RunOutcome::Success
+        {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.message", error.as_str());
+        }
+        app.metrics.run_finished(
+            &actor.name,
+            outcome.as_str(),
+            (finished - started).num_milliseconds().max(0) as f64 / 1000.0,
+        );
         let next = if outcome == RunOutcome::Cancelled {
             None
         } else {
@@ -309,6 +364,7 @@ impl RunTask {
         {
             tracing::error!(actor = %actor.name, run = run_id, cause = %err, "cannot record run end");
         }
+        app.metrics.actor_state(&state);
         (state, next)
     }
 }

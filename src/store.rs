@@ -402,6 +402,7 @@ impl Store {
     /// # Errors
     ///
     /// On a database error.
+    #[tracing::instrument(name = "store.start_run", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "insert"))]
     pub async fn start_run(
         &self,
         state: &ActorState,
@@ -454,6 +455,7 @@ impl Store {
     /// # Errors
     ///
     /// On a database error.
+    #[tracing::instrument(name = "store.finish_run", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn finish_run(
         &self,
         run_id: i64,
@@ -530,6 +532,7 @@ impl Store {
     /// # Errors
     ///
     /// On a database error.
+    #[tracing::instrument(name = "store.enqueue", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "insert"))]
     pub async fn enqueue(
         &self,
         target: &str,
@@ -681,6 +684,7 @@ impl Store {
     /// # Errors
     ///
     /// On a database error.
+    #[tracing::instrument(name = "store.mark_sending", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_sending(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query("UPDATE posts SET status = 'sending', attempts = attempts + 1, updated_at = $1 WHERE id = $2")
             .bind(ms(now))
@@ -719,6 +723,7 @@ impl Store {
     /// # Errors
     ///
     /// On a database error.
+    #[tracing::instrument(name = "store.mark_posted", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_posted(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query("UPDATE posts SET status = 'posted', posted_at = $1, updated_at = $1, last_error = NULL WHERE id = $2")
             .bind(ms(now))

@@ -4,3 +4,4 @@
 
 pub mod discord;
 pub mod llm;
+pub mod otlp;

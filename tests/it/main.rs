@@ -1,6 +1,8 @@
 //! Integration tests: one crate, one module per area.
+mod admin;
 mod cli;
 mod fake_discord;
 mod llm;
 mod pipeline;
 mod support;
+mod traces;

@@ -114,7 +114,11 @@ type = "Immediate"
     })
     .await;
     assert!(
-        running.status.last_tick_ms.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        running
+            .status
+            .last_tick_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
         "the loop records its ticks"
     );
     let app = running.stop().await;
@@ -437,7 +441,8 @@ type = "Immediate"
     let running = Running::start(std::sync::Arc::new(
         App::build(loaded, options).await.unwrap(),
     ));
-    tokio::time::sleep(std::time::Duration::from_secs(3 * 3600)).await;
+    // Stop between two ticks (10:55), not on one.
+    tokio::time::sleep(std::time::Duration::from_secs(3 * 3600 - 300)).await;
     let app = running.stop().await;
     let starts = |runs: Vec<bot_server::store::RunRecord>| -> Vec<String> {
         let mut v: Vec<String> = runs

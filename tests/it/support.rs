@@ -59,12 +59,19 @@ impl TestEnv {
         } else {
             "check_interval_seconds = 1"
         };
+        // Port 0: binary tests run in parallel, each with its own admin port.
+        let admin = if server_extra.contains("admin_listen") {
+            ""
+        } else {
+            "admin_listen = \"127.0.0.1:0\""
+        };
         let text = format!(
             r#"
 [server]
 state_dir = "state"
 default_provider = "gemini"
 {check}
+{admin}
 {server_extra}
 
 [discord]
@@ -73,6 +80,7 @@ timeout_seconds = 5
 
 [providers.gemini]
 base_url = "{llm}"
+default_model = "gemini-2.5-flash"
 max_retries = 2
 timeout_seconds = 5
 

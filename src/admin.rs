@@ -1,0 +1,127 @@
+//! The admin HTTP server (default `0.0.0.0:9090`): `/metrics` (Prometheus text), `/healthz`
+//! (the process is alive) and `/readyz` (config loaded, state store answering, scheduler loop
+//! ticking; otherwise 503 with a JSON body naming what is not ready).
+
+use crate::app::App;
+use crate::scheduler::SchedulerStatus;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub app: Arc<App>,
+    pub status: Arc<SchedulerStatus>,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Serves the admin routes on `listener` until `shutdown` resolves.
+///
+/// # Errors
+///
+/// When the server fails (accepting connections).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    // Queue sizes are read from the store at scrape time, so they are right after restarts
+    // and after `bot-server posts approve` from another process.
+    match tokio::time::timeout(Duration::from_secs(5), state.app.store.post_counts()).await {
+        Ok(Ok(counts)) => state.app.metrics.queue(&counts),
+        Ok(Err(err)) => tracing::warn!(cause = %err, "cannot read queue sizes for /metrics"),
+        Err(_) => tracing::warn!("reading queue sizes for /metrics timed out"),
+    }
+    // Content negotiation as Prometheus does it: OpenMetrics for scrapers that ask for it,
+    // the classic text format for everyone else.
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.app.metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.app.metrics.encode_prometheus_text(),
+        )
+            .into_response()
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let (ready, body) = readiness(&state).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Whether the server is ready, and a JSON report of each check.
+pub async fn readiness(state: &AdminState) -> (bool, serde_json::Value) {
+    let config = "ok".to_owned();
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.app.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(err)) => format!("not ready: {}", crate::error_chain(&err)),
+        Err(_) => "not ready: the state store did not answer within 2s".to_owned(),
+    };
+    let last_tick = state.status.last_tick_ms.load(Ordering::Relaxed);
+    // The loop wakes at least every check interval; allow two of them plus slack.
+    let allowed_ms = (2 * state.app.config.server.check_interval_seconds as i64 + 5) * 1000;
+    let now_ms = state.app.clock.now().timestamp_millis();
+    let scheduler = if last_tick == 0 {
+        "not ready: the scheduler loop has not started".to_owned()
+    } else if now_ms - last_tick > allowed_ms {
+        format!(
+            "not ready: the scheduler loop last ticked {}s ago",
+            (now_ms - last_tick) / 1000
+        )
+    } else {
+        "ok".to_owned()
+    };
+    let ready = [&config, &store, &scheduler]
+        .iter()
+        .all(|c| c.as_str() == "ok");
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": { "config": config, "store": store, "scheduler": scheduler },
+        "runs_in_flight": state.status.running.load(Ordering::Relaxed),
+    });
+    (ready, body)
+}

@@ -1,0 +1,579 @@
+//! Prometheus metrics: every number an operator needs, registered once per process.
+//!
+//! Names follow the Prometheus naming guide: one prefix (`botticelli_`), base units
+//! (`_seconds`, `_bytes`), `_total` on counters. Labels are bounded sets: actor, narrative,
+//! act, provider and model names come from the config and narrative files; outcomes and
+//! statuses are fixed enums. No message text, post ids or run ids are labels.
+//! `docs/metrics.md` lists them all with the question each answers.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabels {
+    pub actor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorOutcome {
+    pub actor: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorState {
+    pub actor: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActLabels {
+    pub narrative: String,
+    pub act: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelOutcome {
+    pub provider: String,
+    pub model: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub revision: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 5 ms .. ~10 min.
+    Histogram::new(exponential_buckets(0.005, 2.0, 18))
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<ActorOutcome, Counter>,
+    pub run_duration: Family<ActorLabels, Histogram, fn() -> Histogram>,
+    pub last_success: Family<ActorLabels, FloatGauge>,
+    pub next_run: Family<ActorLabels, FloatGauge>,
+    pub consecutive_failures: Family<ActorLabels, Gauge>,
+    pub circuit: Family<ActorState, Gauge>,
+    pub schedule_lateness: Family<ActorLabels, Histogram, fn() -> Histogram>,
+    pub runs_in_flight: Gauge,
+    pub act_duration: Family<ActLabels, Histogram, fn() -> Histogram>,
+    pub llm_requests: Family<ModelOutcome, Counter>,
+    pub llm_duration: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub llm_input_tokens: Family<ModelLabels, Counter>,
+    pub llm_output_tokens: Family<ModelLabels, Counter>,
+    pub llm_retries: Family<ProviderLabels, Counter>,
+    pub llm_rate_limit_wait: Family<ProviderLabels, Counter<f64, AtomicU64>>,
+    pub discord_messages: Family<OutcomeLabels, Counter>,
+    pub discord_rate_limited: Counter,
+    pub posts: Family<StatusLabels, Gauge>,
+    pub posts_enqueued: Counter,
+    pub duplicates_skipped: Counter,
+    pub scheduler_last_tick: FloatGauge,
+    process_cpu: Counter<f64, AtomicU64>,
+    process_rss: Gauge,
+    process_fds: Gauge,
+    process_start: FloatGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(option_env!("BOT_SERVER_GIT_REVISION").unwrap_or("unknown"))
+    }
+}
+
+impl Metrics {
+    /// Registers every metric. `revision` is the git revision for `botticelli_build_info`.
+    pub fn new(revision: &str) -> Self {
+        let mut r = Registry::default();
+        let m = Self {
+            runs: Family::default(),
+            run_duration: Family::new_with_constructor(duration_histogram),
+            last_success: Family::default(),
+            next_run: Family::default(),
+            consecutive_failures: Family::default(),
+            circuit: Family::default(),
+            schedule_lateness: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            runs_in_flight: Gauge::default(),
+            act_duration: Family::new_with_constructor(duration_histogram),
+            llm_requests: Family::default(),
+            llm_duration: Family::new_with_constructor(duration_histogram),
+            llm_input_tokens: Family::default(),
+            llm_output_tokens: Family::default(),
+            llm_retries: Family::default(),
+            llm_rate_limit_wait: Family::default(),
+            discord_messages: Family::default(),
+            discord_rate_limited: Counter::default(),
+            posts: Family::default(),
+            posts_enqueued: Counter::default(),
+            duplicates_skipped: Counter::default(),
+            scheduler_last_tick: FloatGauge::default(),
+            process_cpu: Counter::default(),
+            process_rss: Gauge::default(),
+            process_fds: Gauge::default(),
+            process_start: FloatGauge::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "botticelli_actor_runs",
+            "Actor runs finished, by actor and outcome (success, failure, timeout, cancelled)",
+            m.runs.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_actor_run_duration",
+            "Duration of actor runs",
+            Unit::Seconds,
+            m.run_duration.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_actor_last_success_timestamp",
+            "Unix time of the actor's last successful run",
+            Unit::Seconds,
+            m.last_success.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_actor_next_run_timestamp",
+            "Unix time the actor is next due (absent when it never fires again)",
+            Unit::Seconds,
+            m.next_run.clone(),
+        );
+        r.register(
+            "botticelli_actor_consecutive_failures",
+            "Failed runs in a row since the last success",
+            m.consecutive_failures.clone(),
+        );
+        r.register(
+            "botticelli_actor_circuit_state",
+            "Circuit breaker state of the actor: 1 for the current state (closed, open, half_open), 0 for the others",
+            m.circuit.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_actor_schedule_lateness",
+            "How late runs start: actual start minus scheduled time",
+            Unit::Seconds,
+            m.schedule_lateness.clone(),
+        );
+        r.register(
+            "botticelli_actor_runs_in_flight",
+            "Actor runs in progress",
+            m.runs_in_flight.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_act_duration",
+            "Duration of narrative acts",
+            Unit::Seconds,
+            m.act_duration.clone(),
+        );
+        r.register(
+            "botticelli_llm_requests",
+            "LLM calls by provider, model and outcome (success or the error kind)",
+            m.llm_requests.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_llm_request_duration",
+            "Duration of successful LLM calls, retries and rate-limit waits included",
+            Unit::Seconds,
+            m.llm_duration.clone(),
+        );
+        r.register(
+            "botticelli_llm_input_tokens",
+            "Input (prompt) tokens reported by the provider",
+            m.llm_input_tokens.clone(),
+        );
+        r.register(
+            "botticelli_llm_output_tokens",
+            "Output (completion) tokens reported by the provider",
+            m.llm_output_tokens.clone(),
+        );
+        r.register(
+            "botticelli_llm_retries",
+            "LLM requests retried after a 429, 5xx or timeout",
+            m.llm_retries.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_llm_rate_limit_wait",
+            "Time spent waiting on the local per-provider rate limiter",
+            Unit::Seconds,
+            m.llm_rate_limit_wait.clone(),
+        );
+        r.register(
+            "botticelli_discord_messages",
+            "Discord messages sent, by outcome (success or the error kind)",
+            m.discord_messages.clone(),
+        );
+        r.register(
+            "botticelli_discord_rate_limited",
+            "Discord 429 answers received",
+            m.discord_rate_limited.clone(),
+        );
+        r.register(
+            "botticelli_posts",
+            "Posts in the queue by status",
+            m.posts.clone(),
+        );
+        r.register(
+            "botticelli_posts_enqueued",
+            "Posts added to the queue",
+            m.posts_enqueued.clone(),
+        );
+        r.register(
+            "botticelli_posts_duplicates_skipped",
+            "Posts not queued because the same text was already queued or posted for the target",
+            m.duplicates_skipped.clone(),
+        );
+        r.register_with_unit(
+            "botticelli_scheduler_last_tick_timestamp",
+            "Unix time of the scheduler loop's last iteration",
+            Unit::Seconds,
+            m.scheduler_last_tick.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: revision.to_owned(),
+            })
+            .set(1);
+        r.register(
+            "botticelli_build_info",
+            "Build of the running bot-server: always 1, with version and git revision",
+            build,
+        );
+        r.register_with_unit(
+            "process_cpu",
+            "Total user and system CPU time spent",
+            Unit::Seconds,
+            m.process_cpu.clone(),
+        );
+        r.register_with_unit(
+            "process_resident_memory",
+            "Resident memory size",
+            Unit::Bytes,
+            m.process_rss.clone(),
+        );
+        r.register(
+            "process_open_fds",
+            "Open file descriptors",
+            m.process_fds.clone(),
+        );
+        r.register_with_unit(
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            Unit::Seconds,
+            m.process_start.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    /// The text exposition of every metric, process figures read now.
+    pub fn encode(&self) -> String {
+        self.refresh_process();
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The same exposition in the classic Prometheus text format (0.0.4), for clients that do
+    /// not ask for OpenMetrics (curl, `promtool check metrics`, older scrapers).
+    pub fn encode_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.encode())
+    }
+
+    /// Records a finished run.
+    pub fn run_finished(&self, actor: &str, outcome: &str, seconds: f64) {
+        self.runs
+            .get_or_create(&ActorOutcome {
+                actor: actor.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.run_duration
+            .get_or_create(&ActorLabels {
+                actor: actor.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Publishes an actor's state: failures, circuit, next and last-success times.
+    pub fn actor_state(&self, state: &crate::store::ActorState) {
+        let labels = ActorLabels {
+            actor: state.name.clone(),
+        };
+        self.consecutive_failures
+            .get_or_create(&labels)
+            .set(i64::from(state.consecutive_failures));
+        for c in [
+            crate::store::Circuit::Closed,
+            crate::store::Circuit::Open,
+            crate::store::Circuit::HalfOpen,
+        ] {
+            let value = i64::from(c == state.circuit);
+            self.circuit
+                .get_or_create(&ActorState {
+                    actor: state.name.clone(),
+                    state: c.as_str().to_owned(),
+                })
+                .set(value);
+        }
+        match state.next_run_at {
+            Some(t) => {
+                self.next_run
+                    .get_or_create(&labels)
+                    .set(t.timestamp_millis() as f64 / 1000.0);
+            }
+            None => {
+                self.next_run.remove(&labels);
+            }
+        }
+        if let Some(t) = state.last_success_at {
+            self.last_success
+                .get_or_create(&labels)
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// Records one LLM call's result.
+    pub fn llm_call(&self, provider: &str, model: &str, outcome: &str) {
+        self.llm_requests
+            .get_or_create(&ModelOutcome {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records a successful act: its duration and its LLM call's figures.
+    pub fn act_done(&self, narrative: &str, out: &crate::narrative::ActOutput) {
+        self.act_duration
+            .get_or_create(&ActLabels {
+                narrative: narrative.to_owned(),
+                act: out.act.clone(),
+            })
+            .observe(out.duration.as_secs_f64());
+        self.llm_call(&out.provider, &out.request_model, "success");
+        let model = ModelLabels {
+            provider: out.provider.clone(),
+            model: out.request_model.clone(),
+        };
+        self.llm_duration
+            .get_or_create(&model)
+            .observe(out.duration.as_secs_f64());
+        self.llm_input_tokens
+            .get_or_create(&model)
+            .inc_by(out.input_tokens);
+        self.llm_output_tokens
+            .get_or_create(&model)
+            .inc_by(out.output_tokens);
+        let provider = ProviderLabels {
+            provider: out.provider.clone(),
+        };
+        if out.retries > 0 {
+            self.llm_retries
+                .get_or_create(&provider)
+                .inc_by(u64::from(out.retries));
+        }
+        if !out.rate_limit_wait.is_zero() {
+            self.llm_rate_limit_wait
+                .get_or_create(&provider)
+                .inc_by(out.rate_limit_wait.as_secs_f64());
+        }
+    }
+
+    /// Records one Discord message attempt.
+    pub fn discord_message(&self, outcome: &str) {
+        self.discord_messages
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the queue gauges.
+    pub fn queue(&self, counts: &[(crate::store::PostStatus, u64)]) {
+        for (status, n) in counts {
+            self.posts
+                .get_or_create(&StatusLabels {
+                    status: status.as_str().to_owned(),
+                })
+                .set(*n as i64);
+        }
+    }
+
+    fn refresh_process(&self) {
+        let Some(p) = ProcessStats::read() else {
+            return;
+        };
+        // A counter only goes up: add the difference since the last scrape.
+        let previous = self.process_cpu.get();
+        if p.cpu_seconds > previous {
+            self.process_cpu.inc_by(p.cpu_seconds - previous);
+        }
+        self.process_rss.set(p.rss_bytes as i64);
+        self.process_fds.set(p.open_fds as i64);
+        self.process_start.set(p.start_time_seconds);
+    }
+}
+
+/// Converts prometheus-client's OpenMetrics output to the classic text format: counters are
+/// declared under their `_total` sample name, and the OpenMetrics-only `# UNIT` and `# EOF`
+/// lines are dropped. Hand-written because prometheus-client only encodes OpenMetrics, and
+/// the text format is what promtool checks and what non-Prometheus clients read.
+pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                };
+                out.push_str(prefix);
+                out.push_str(&name);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// This process's CPU, memory, fds and start time, from `/proc` (Linux). Hand-read: the
+/// process collectors of the Rust Prometheus crates belong to the other client library.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+    pub open_fds: u64,
+    pub start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads the figures; `None` where `/proc` is not available.
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) may contain spaces: parse after its closing paren.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state); utime is field 14, stime 15, starttime 22, rss 24.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        let ticks = 100.0; // USER_HZ is 100 on every Linux ABI Rust targets.
+        let page = 4096.0;
+        let cpu_seconds = (field(14)? + field(15)?) / ticks;
+        let rss_bytes = (field(24)? * page) as u64;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })?;
+        let start_time_seconds = boot + field(22)? / ticks;
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+        Some(Self {
+            cpu_seconds,
+            rss_bytes,
+            open_fds,
+            start_time_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stats_are_plausible() {
+        let p = ProcessStats::read().expect("linux /proc");
+        assert!(p.rss_bytes > 1_000_000, "{p:?}");
+        assert!(p.open_fds >= 3, "{p:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            p.start_time_seconds <= now + 1.0 && p.start_time_seconds > now - 86400.0 * 365.0,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn exposition_has_help_for_every_metric() {
+        let m = Metrics::new("abc123");
+        m.run_finished("a", "success", 0.5);
+        let text = m.encode();
+        assert!(
+            text.contains("botticelli_actor_runs_total{actor=\"a\",outcome=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("botticelli_build_info{version=\""), "{text}");
+        assert!(text.contains("revision=\"abc123\"} 1"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! Traces and logs of the real binary: OTLP export (gRPC and HTTP/protobuf) to the in-process
+//! stand-in receiver ([`FakeOtlp`], not Jaeger), the span tree of one actor run, error status,
+//! a collector that is down or late, the flush at SIGTERM, and trace ids in JSON logs.
+
+use crate::support::*;
+use bot_server::fakes::llm::Reply;
+use bot_server::fakes::otlp::{FakeOtlp, ReceivedSpan, StatusCode};
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// One actor running the three-act `TIP` narrative once, posting to `chan`.
+const TIP_ONCE: &str = r#"
+[[actors]]
+name = "tip"
+narrative = "tip.toml"
+target = "chan"
+vars = { topic = "x" }
+[actors.schedule]
+type = "Immediate"
+"#;
+
+/// `serve` with OTLP export to `endpoint` and a batch delay of a minute, so that spans reach
+/// the receiver only through the flush at shutdown; `extra` variables last. Stdout is
+/// discarded; stderr goes to `stderr.log` in the test directory.
+fn serve_command(env: &TestEnv, endpoint: &str, extra: &[(&str, &str)]) -> Command {
+    let log = std::fs::File::create(env.path("stderr.log")).unwrap();
+    let mut cmd = env.command(&["serve"]);
+    cmd.env("OTEL_EXPORTER", "otlp")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "60000")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_TRACES_SAMPLER_ARG")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn serve(env: &TestEnv, endpoint: &str, extra: &[(&str, &str)]) -> Child {
+    serve_command(env, endpoint, extra).spawn().unwrap()
+}
+
+fn stderr_of(env: &TestEnv) -> String {
+    std::fs::read_to_string(env.path("stderr.log")).unwrap_or_default()
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("still running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGTERMs `child` and waits for it to exit 0 within `limit`; returns how long that took.
+async fn stop(env: &TestEnv, mut child: Child, limit: Duration) -> Duration {
+    sigterm(&child);
+    let started = Instant::now();
+    let status = tokio::time::timeout(limit, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within {limit:?}; stderr:\n{}", stderr_of(env)))
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr:\n{}",
+        stderr_of(env)
+    );
+    started.elapsed()
+}
+
+async fn wait_for_post(env: &TestEnv, count: usize) {
+    let deadline = Instant::now() + LIMIT;
+    while env.discord.messages_in(CHANNEL).len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "not {count} message(s) in the channel within {LIMIT:?}; stderr:\n{}",
+            stderr_of(env)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_log(env: &TestEnv, needle: &str) {
+    let deadline = Instant::now() + LIMIT;
+    while !stderr_of(env).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in the logs within {LIMIT:?}:\n{}",
+            stderr_of(env)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The spans of the (single) trace rooted at an `actor.run` span, after the process exited.
+async fn run_trace(receiver: &FakeOtlp) -> (ReceivedSpan, Vec<ReceivedSpan>) {
+    let has_root = |spans: &[ReceivedSpan]| spans.iter().any(|s| s.name == "actor.run");
+    let spans = receiver
+        .wait_for(has_root, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|spans| panic!("no actor.run span arrived; got {spans:#?}"));
+    let roots: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "actor.run").collect();
+    assert_eq!(roots.len(), 1, "one run, one root span: {roots:#?}");
+    let root = roots[0].clone();
+    assert!(root.is_root(), "actor.run has no parent: {root:#?}");
+    let trace: Vec<ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == root.trace_id)
+        .cloned()
+        .collect();
+    (root, trace)
+}
+
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn int_attr(span: &ReceivedSpan, key: &str) -> i64 {
+    span.attr(key)
+        .unwrap_or_else(|| panic!("{} has no `{key}`: {span:#?}", span.name))
+        .parse()
+        .unwrap_or_else(|_| panic!("{} `{key}` is not an integer: {span:#?}", span.name))
+}
+
+/// Checks the span tree of one successful `tip` run: root, three acts under it, one LLM call
+/// under each act with the GenAI attributes, the Discord post and the store operations, all
+/// in one trace, no prompt text anywhere, and the resource attributes.
+fn assert_tip_trace(
+    all: &[ReceivedSpan],
+    root: &ReceivedSpan,
+    trace: &[ReceivedSpan],
+    service: &str,
+) {
+    assert_eq!(root.attr("actor"), Some("tip"), "{root:#?}");
+    assert!(root.attr("run.id").is_some(), "{root:#?}");
+    assert_eq!(root.attr("outcome"), Some("success"), "{root:#?}");
+    assert_ne!(root.status_code, StatusCode::Error, "{root:#?}");
+
+    // Every span of the trace hangs off another span of the trace, up to the root.
+    let ids: BTreeSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    for span in trace.iter().filter(|s| s.span_id != root.span_id) {
+        let parent = span.parent_span_id.as_deref();
+        assert!(
+            parent.is_some_and(|p| ids.contains(p)),
+            "{} is not in the run's tree: {span:#?}",
+            span.name
+        );
+    }
+    // The run's spans are all in that trace.
+    for name in ["narrative.act", "llm.chat", "discord.post"] {
+        assert_eq!(
+            named(all, name).len(),
+            named(trace, name).len(),
+            "every {name} span belongs to the run's trace"
+        );
+    }
+
+    let acts = named(trace, "narrative.act");
+    assert_eq!(acts.len(), 3, "{acts:#?}");
+    let mut act_names: Vec<&str> = acts.iter().filter_map(|a| a.attr("act")).collect();
+    act_names.sort_unstable();
+    assert_eq!(act_names, ["critique", "draft", "final"]);
+    for act in &acts {
+        assert_eq!(act.parent_span_id.as_deref(), Some(root.span_id.as_str()));
+        assert_eq!(act.attr("narrative"), Some("tip"), "{act:#?}");
+        let calls: Vec<&ReceivedSpan> = named(trace, "llm.chat")
+            .into_iter()
+            .filter(|c| c.parent_span_id.as_deref() == Some(act.span_id.as_str()))
+            .collect();
+        assert_eq!(
+            calls.len(),
+            1,
+            "one llm.chat under act {:?}",
+            act.attr("act")
+        );
+        let call = calls[0];
+        assert_eq!(
+            call.attr("gen_ai.operation.name"),
+            Some("chat"),
+            "{call:#?}"
+        );
+        assert_eq!(
+            call.attr("gen_ai.provider.name"),
+            Some("gemini"),
+            "{call:#?}"
+        );
+        assert!(
+            call.attr("gen_ai.request.model")
+                .is_some_and(|m| !m.is_empty()),
+            "{call:#?}"
+        );
+        assert!(
+            call.attr("gen_ai.response.model")
+                .is_some_and(|m| !m.is_empty()),
+            "{call:#?}"
+        );
+        assert!(int_attr(call, "gen_ai.usage.input_tokens") > 0, "{call:#?}");
+        assert!(
+            int_attr(call, "gen_ai.usage.output_tokens") > 0,
+            "{call:#?}"
+        );
+        assert_ne!(call.status_code, StatusCode::Error, "{call:#?}");
+    }
+
+    let posts = named(trace, "discord.post");
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let post = posts[0];
+    assert_eq!(
+        post.parent_span_id.as_deref(),
+        Some(root.span_id.as_str()),
+        "{post:#?}"
+    );
+    assert!(post.attr("post.id").is_some(), "{post:#?}");
+    assert_eq!(post.attr("target.kind"), Some("discord"), "{post:#?}");
+    assert_eq!(int_attr(post, "parts"), 1);
+
+    for name in [
+        "store.start_run",
+        "store.finish_run",
+        "store.enqueue",
+        "store.mark_posted",
+    ] {
+        let spans = named(trace, name);
+        assert!(!spans.is_empty(), "a {name} span in the run's trace");
+        for s in spans {
+            assert_eq!(s.attr("db.system"), Some("sqlite"), "{s:#?}");
+            assert!(s.attr("db.operation.name").is_some(), "{s:#?}");
+        }
+    }
+
+    // Prompt text is never an attribute (nor an event attribute).
+    for span in all {
+        let values = span
+            .attributes
+            .values()
+            .chain(span.events.iter().flat_map(|e| e.attributes.values()));
+        for value in values {
+            assert!(
+                !value.contains("Draft a tip about") && !value.contains("Critique:"),
+                "prompt text in {}: {value:?}",
+                span.name
+            );
+        }
+    }
+
+    for span in trace {
+        assert_eq!(
+            span.resource.get("service.name").map(String::as_str),
+            Some(service)
+        );
+        assert_eq!(
+            span.resource.get("service.version").map(String::as_str),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            span.resource.get("service.instance.id"),
+            root.resource.get("service.instance.id")
+        );
+    }
+    let instance = root
+        .resource
+        .get("service.instance.id")
+        .expect("service.instance.id");
+    assert_eq!(instance.len(), 36, "a UUID: {instance}");
+}
+
+/// One run end to end over OTLP/gRPC: SIGTERM right after the post, and the shutdown flush
+/// delivers the whole span tree of the run (the batch delay is a minute, so nothing else could
+/// have), with GenAI, Discord and store spans and the resource attributes; the human log lines
+/// of the run carry its trace id.
+#[tokio::test]
+async fn one_run_exports_its_span_tree_and_sigterm_flushes_it() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(&env, &receiver.endpoint(), &[]);
+    wait_for_post(&env, 1).await;
+    assert!(
+        receiver.spans().is_empty(),
+        "nothing exported before the shutdown flush"
+    );
+    stop(&env, child, LIMIT).await;
+
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+
+    let logs = stderr_of(&env);
+    let started = logs
+        .lines()
+        .find(|l| l.contains("run started"))
+        .unwrap_or_else(|| panic!("no `run started` line:\n{logs}"));
+    assert!(
+        started.contains(&format!("trace_id={}", root.trace_id)),
+        "the log line carries the trace id {}: {started}",
+        root.trace_id
+    );
+}
+
+/// A failing run (the model answers 400): the `actor.run` and `llm.chat` spans have status
+/// Error with the error's message, and so does the act.
+#[tokio::test]
+async fn a_failed_run_has_error_status_with_the_message() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    env.write("tip.toml", TIP);
+    for _ in 0..3 {
+        env.llm.push(Reply::Raw {
+            status: 400,
+            headers: vec![],
+            body: r#"{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT"}}"#.into(),
+        });
+    }
+    env.config(
+        "",
+        "[[actors]]\nname = \"tip\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\nvars = { topic = \"x\" }\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
+    );
+    let child = serve(&env, &receiver.endpoint(), &[]);
+    wait_for_log(&env, "run failed").await;
+    stop(&env, child, LIMIT).await;
+    assert!(env.discord.messages().is_empty());
+
+    let (root, trace) = run_trace(&receiver).await;
+    assert_eq!(root.status_code, StatusCode::Error, "{root:#?}");
+    assert!(root.status_message.contains("bad"), "{root:#?}");
+    assert_eq!(root.attr("outcome"), Some("failure"), "{root:#?}");
+    let calls = named(&trace, "llm.chat");
+    assert!(!calls.is_empty(), "{trace:#?}");
+    for call in &calls {
+        assert_eq!(call.status_code, StatusCode::Error, "{call:#?}");
+        assert!(call.status_message.contains("bad"), "{call:#?}");
+        assert_eq!(call.attr("gen_ai.provider.name"), Some("gemini"));
+    }
+    let acts = named(&trace, "narrative.act");
+    assert_eq!(acts.len(), 1, "the run stopped at the first act: {acts:#?}");
+    assert_eq!(acts[0].status_code, StatusCode::Error, "{:#?}", acts[0]);
+}
+
+/// A closed port for a collector that is down.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// The collector down (a closed port, exports every 200 ms): the run still completes and
+/// posts, and the process exits 0 promptly after SIGTERM despite the failing exports.
+#[tokio::test]
+async fn collector_down_blocks_nothing() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(&env, &closed_port(), &[("OTEL_BSP_SCHEDULE_DELAY", "200")]);
+    wait_for_post(&env, 1).await;
+    let took = stop(&env, child, LIMIT).await;
+    assert!(
+        took < Duration::from_secs(10),
+        "exit took {took:?}; stderr:\n{}",
+        stderr_of(&env)
+    );
+    eprintln!("DEBUGSTDERR\n{}", stderr_of(&env));
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+}
+
+/// A collector that starts late: the first run completes while it is down, and the traces of
+/// later runs reach it once it is up, without a restart.
+#[tokio::test]
+async fn collector_starting_late_gets_later_traces() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config(
+        "",
+        "[[actors]]\nname = \"tip\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\nvars = { topic = \"x\" }\n[actors.schedule]\ntype = \"Interval\"\nseconds = 2\n",
+    );
+    let endpoint = closed_port();
+    let addr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let child = serve(&env, &endpoint, &[("OTEL_BSP_SCHEDULE_DELAY", "200")]);
+    wait_for_log(&env, "run succeeded").await;
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+    let receiver = FakeOtlp::start_on(addr)
+        .await
+        .expect("the port is still free");
+    let later_run = |spans: &[ReceivedSpan]| {
+        spans
+            .iter()
+            .any(|s| s.name == "actor.run" && s.attr("run.id").is_some_and(|id| id != "1"))
+    };
+    let arrived = receiver.wait_for(later_run, LIMIT).await;
+    stop(&env, child, LIMIT).await;
+    if let Err(spans) = arrived {
+        panic!(
+            "no later run's trace reached the late collector; got {spans:#?}\nstderr:\n{}",
+            stderr_of(&env)
+        );
+    }
+}
+
+/// OTLP over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`) to the HTTP receiver
+/// delivers the same span tree, under the `OTEL_SERVICE_NAME` given.
+#[tokio::test]
+async fn http_protobuf_export() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start_http().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(
+        &env,
+        &receiver.endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "bots-http"),
+        ],
+    );
+    wait_for_post(&env, 1).await;
+    stop(&env, child, LIMIT).await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bots-http");
+}
+
+/// `LOG_FORMAT=json`: every stderr line is a JSON object, and the lines logged inside the run
+/// (`run started` among them) carry the trace id of the exported root span.
+#[tokio::test]
+async fn json_logs_carry_the_trace_id() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(&env, &receiver.endpoint(), &[("LOG_FORMAT", "json")]);
+    wait_for_post(&env, 1).await;
+    stop(&env, child, LIMIT).await;
+    let (root, _) = run_trace(&receiver).await;
+
+    let logs = stderr_of(&env);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let run_trace_ids = |line: &serde_json::Value| -> Vec<String> {
+        line["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"] == "actor.run")
+            .map(|s| s["trace_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let in_run: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| !run_trace_ids(l).is_empty())
+        .collect();
+    assert!(
+        in_run
+            .iter()
+            .any(|l| l["fields"]["message"] == "run started"),
+        "a `run started` line inside the run:\n{logs}"
+    );
+    for line in in_run {
+        assert_eq!(run_trace_ids(line), [root.trace_id.clone()], "{line}");
+    }
+}
+
+/// `OTEL_EXPORTER=stdout`: the run's spans are printed on stdout at shutdown, with the
+/// resource's service name.
+#[tokio::test]
+async fn stdout_exporter_prints_the_spans() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let out = env.path("stdout.log");
+    let child = serve_command(&env, "http://127.0.0.1:9", &[("OTEL_EXPORTER", "stdout")])
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .spawn()
+        .unwrap();
+    wait_for_post(&env, 1).await;
+    stop(&env, child, LIMIT).await;
+    let printed = std::fs::read_to_string(&out).unwrap();
+    for needle in [
+        "Name         : actor.run",
+        "Name         : narrative.act",
+        "Name         : llm.chat",
+        "service.name=String(Owned(\"bot-server\"))",
+    ] {
+        assert!(
+            printed.contains(needle),
+            "no `{needle}` in stdout:\n{printed}"
+        );
+    }
+}
+
+/// Invalid telemetry settings stop the binary before it does anything, naming the variable
+/// and the allowed values.
+#[tokio::test]
+async fn invalid_settings_are_named() {
+    let env = TestEnv::new().await;
+    env.config("", "");
+    for (var, value, expected) in [
+        (
+            "OTEL_EXPORTER",
+            "jaeger",
+            "error: OTEL_EXPORTER=\"jaeger\" is not valid: expected one of `otlp`, `stdout`, `none`",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/json",
+            "error: OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not valid: expected one of `grpc`, `http/protobuf`",
+        ),
+        (
+            "OTEL_TRACES_SAMPLER_ARG",
+            "2",
+            "error: OTEL_TRACES_SAMPLER_ARG=\"2\" is not valid: expected a sampling ratio from 0 to 1",
+        ),
+    ] {
+        let o = env
+            .command(&["check"])
+            .env(var, value)
+            .output()
+            .await
+            .unwrap();
+        assert!(!o.status.success(), "{var}={value} accepted");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(expected), "{var}={value}: {stderr}");
+        assert!(o.stdout.is_empty(), "{var}={value}: nothing ran");
+    }
+}
