@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub default_provider: String,
     /// Runs at most this many actor runs at once.
     pub max_concurrent_runs: usize,
+    /// Run records (and their act outputs) older than this are deleted; posts are kept, so
+    /// dedup still sees everything ever posted. 0 keeps every run.
+    pub run_retention_days: u64,
 }
 
 impl Default for ServerSettings {
@@ -64,6 +67,7 @@ impl Default for ServerSettings {
             run_timeout_seconds: 300,
             default_provider: "gemini".to_owned(),
             max_concurrent_runs: 16,
+            run_retention_days: 30,
         }
     }
 }

@@ -17,7 +17,8 @@ use crate::runner::{RunSummary, run_actor};
 use crate::schedule::History;
 use crate::store::{ActorState, Circuit, RunOutcome, StoreError};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct SchedulerStatus {
 /// How a finished run is reported back to the loop.
 struct Finished {
     actor: usize,
+    state: ActorState,
     next: Option<DateTime<Utc>>,
 }
 
@@ -87,12 +89,23 @@ pub async fn run(
         next.push(due);
     }
     let mut running = vec![false; actors.len()];
+    // Due times in a min-heap, so a tick costs O(due actors · log n), not O(all actors).
+    // An actor has at most one live entry: it is pushed when loaded and when a run ends.
+    let mut queue: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = next
+        .iter()
+        .enumerate()
+        .filter_map(|(i, due)| due.map(|d| Reverse((d, i))))
+        .collect();
     let hard = CancellationToken::new();
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_runs));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let check = Duration::from_secs(config.server.check_interval_seconds);
     tokio::pin!(shutdown);
+    let retention_days = config.server.run_retention_days;
+    // Hourly, and once at start: keeps the store bounded however long the server runs.
+    let mut prune = tokio::time::interval(Duration::from_secs(3600));
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let now = app.clock.now();
@@ -102,9 +115,12 @@ pub async fn run(
         app.metrics
             .scheduler_last_tick
             .set(now.timestamp_millis() as f64 / 1000.0);
-        for i in 0..actors.len() {
-            let Some(due) = next[i] else { continue };
-            if running[i] || due > now {
+        while let Some(&Reverse((due, i))) = queue.peek() {
+            if due > now {
+                break;
+            }
+            queue.pop();
+            if running[i] {
                 continue;
             }
             running[i] = true;
@@ -125,30 +141,37 @@ pub async fn run(
                 let (state, next) = task.execute().await;
                 status.running.fetch_sub(1, Ordering::Relaxed);
                 task_app.metrics.runs_in_flight.dec();
-                let _ = done_tx.send(Finished { actor: i, next });
-                drop(state);
+                let _ = done_tx.send(Finished {
+                    actor: i,
+                    state,
+                    next,
+                });
             });
         }
-        let wake = next
-            .iter()
-            .zip(&running)
-            .filter(|(_, r)| !**r)
-            .filter_map(|(n, _)| *n)
-            .min()
-            .map_or(tokio::time::Instant::now() + check, |t| {
-                app.clock
-                    .instant_of(t)
-                    .min(tokio::time::Instant::now() + check)
-            });
+        let deadline = tokio::time::Instant::now() + check;
+        let wake = queue.peek().map_or(deadline, |Reverse((t, _))| {
+            app.clock.instant_of(*t).min(deadline)
+        });
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(wake) => {}
+            _ = prune.tick(), if retention_days > 0 => {
+                let before = app.clock.now() - chrono::Duration::days(retention_days as i64);
+                match app.store.prune_runs(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
+                    Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
+                }
+            }
             Some(done) = done_rx.recv() => {
-                running[done.actor] = false;
-                next[done.actor] = done.next;
-                // Pick up the state the run stored (failures, circuit) for the next run.
-                if let Ok(Some(state)) = app.store.actor_state(&actors[done.actor].name).await {
-                    states[done.actor] = state;
+                // Take every run that has ended since, not one per wake-up.
+                let mut done = Some(done);
+                while let Some(Finished { actor, state, next }) = done.take().or_else(|| done_rx.try_recv().ok()) {
+                    running[actor] = false;
+                    states[actor] = state;
+                    if let Some(due) = next {
+                        queue.push(Reverse((due, actor)));
+                    }
                 }
             }
         }

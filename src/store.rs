@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long a query waits for a free connection before failing.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "bot-server.db";
 
@@ -256,6 +259,21 @@ impl Store {
     /// When the directory cannot be created or written, the database cannot be opened or
     /// migrated, or the URL is not a SQLite one.
     pub async fn open(state_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
+        Self::open_with(state_dir, database_url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::open`] with a chosen wait for a free connection. Tests on tokio's paused
+    /// clock pass a long one: there, time jumps ahead while the SQLite worker thread works,
+    /// and a 30 s timeout could expire before a query that takes a millisecond.
+    ///
+    /// # Errors
+    ///
+    /// See [`Store::open`].
+    pub async fn open_with(
+        state_dir: &Path,
+        database_url: Option<&str>,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let (options, location) = match database_url.filter(|u| !u.trim().is_empty()) {
             Some(url) if url.starts_with("sqlite:") => {
                 let options =
@@ -291,6 +309,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
@@ -523,6 +542,37 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("act")?, r.try_get("output")?)))
             .collect()
+    }
+
+    /// Deletes finished runs (and their act outputs) that started before `before`.
+    ///
+    /// # Errors
+    ///
+    /// On a database error.
+    #[tracing::instrument(name = "store.prune_runs", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "delete"))]
+    pub async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM act_outputs WHERE run_id IN (SELECT id FROM runs WHERE outcome <> 'running' AND started_at < $1)")
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM runs WHERE outcome <> 'running' AND started_at < $1")
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Number of run records kept.
+    ///
+    /// # Errors
+    ///
+    /// On a database error.
+    pub async fn run_count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM runs").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("n")? as u64)
     }
 
     // --- posts --------------------------------------------------------------------------
@@ -857,6 +907,35 @@ mod tests {
         assert_eq!(runs[0].id, id);
         assert_eq!(runs[0].outcome, RunOutcome::Interrupted);
         assert_eq!(store.actor_state("a").await.unwrap().unwrap().name, "a");
+    }
+
+    #[tokio::test]
+    async fn old_runs_are_pruned_with_their_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState { name: "a".into(), ..Default::default() };
+        let old = Utc::now() - chrono::Duration::days(40);
+        let id = store.start_run(&state, None, old).await.unwrap();
+        let out = crate::narrative::ActOutput {
+            act: "x".into(),
+            text: "t".into(),
+            json: None,
+            provider: "offline".into(),
+            request_model: "m".into(),
+            model: "m".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            retries: 0,
+            rate_limit_wait: Duration::ZERO,
+            duration: Duration::ZERO,
+        };
+        store.record_act(id, 0, &out).await.unwrap();
+        store.finish_run(id, RunOutcome::Success, None, old, &state).await.unwrap();
+        let recent = store.start_run(&state, None, Utc::now()).await.unwrap();
+        assert_eq!(store.prune_runs(Utc::now() - chrono::Duration::days(30)).await.unwrap(), 1);
+        assert_eq!(store.run_count().await.unwrap(), 1);
+        assert!(store.act_outputs(id).await.unwrap().is_empty());
+        assert_eq!(store.recent_runs(None, 5).await.unwrap()[0].id, recent);
     }
 
     #[tokio::test]

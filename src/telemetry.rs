@@ -280,9 +280,10 @@ impl Telemetry {
             .with(otel_layer)
             .try_init()?;
         if config.exporter == ExporterKind::Otlp {
-            tracing::debug!(
+            tracing::info!(
                 endpoint = config.otlp_endpoint(|k| std::env::var(k).ok()),
                 protocol = ?config.protocol,
+                service = %config.service_name,
                 "exporting traces by OTLP"
             );
         }
@@ -302,9 +303,12 @@ impl Telemetry {
             tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT));
         match tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(1), flush).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => eprintln!("warning: traces not flushed at shutdown: {err}"),
-            Ok(Err(err)) => eprintln!("warning: traces not flushed at shutdown: {err}"),
-            Err(_) => eprintln!("warning: traces not flushed at shutdown: timed out"),
+            Ok(Ok(Err(err))) => tracing::warn!(cause = %err, "traces not flushed at shutdown"),
+            Ok(Err(err)) => tracing::warn!(cause = %err, "traces not flushed at shutdown"),
+            Err(_) => tracing::warn!(
+                timeout = ?SHUTDOWN_TIMEOUT,
+                "traces not flushed at shutdown: timed out"
+            ),
         }
     }
 }
@@ -313,11 +317,15 @@ impl Telemetry {
 /// span processor with the configured exporter (none for [`ExporterKind::None`]). With OTLP
 /// over gRPC it must be built inside the tokio runtime.
 pub fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
+    // A ratio of 1 is the SDK's always-on sampler: no per-trace-id arithmetic.
+    let root_sampler = if config.sampler_ratio >= 1.0 {
+        Sampler::AlwaysOn
+    } else {
+        Sampler::TraceIdRatioBased(config.sampler_ratio)
+    };
     let builder = SdkTracerProvider::builder()
         .with_resource(resource(config))
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sampler_ratio,
-        ))));
+        .with_sampler(Sampler::ParentBased(Box::new(root_sampler)));
     let builder = match config.exporter {
         ExporterKind::None => builder,
         ExporterKind::Stdout => builder.with_span_processor(ErrorDescription(

@@ -369,7 +369,6 @@ async fn collector_down_blocks_nothing() {
         "exit took {took:?}; stderr:\n{}",
         stderr_of(&env)
     );
-    eprintln!("DEBUGSTDERR\n{}", stderr_of(&env));
     assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
 }
 
@@ -467,7 +466,11 @@ async fn json_logs_carry_the_trace_id() {
         "a `run started` line inside the run:\n{logs}"
     );
     for line in in_run {
-        assert_eq!(run_trace_ids(line), [root.trace_id.clone()], "{line}");
+        assert_eq!(
+            run_trace_ids(line),
+            std::slice::from_ref(&root.trace_id),
+            "{line}"
+        );
     }
 }
 
@@ -533,4 +536,62 @@ async fn invalid_settings_are_named() {
         assert!(stderr.contains(expected), "{var}={value}: {stderr}");
         assert!(o.stdout.is_empty(), "{var}={value}: nothing ran");
     }
+}
+
+/// The stand-in HTTP receiver answers like an OTLP/HTTP endpoint: 415 for a content type
+/// other than protobuf, 400 for a body that is not an `ExportTraceServiceRequest`, 200 with a
+/// protobuf body for a valid (empty) one, and only the valid one counts as an export.
+#[tokio::test]
+async fn fake_otlp_http_answers_like_otlp() {
+    let receiver = FakeOtlp::start_http().await;
+    let url = format!("{}/v1/traces", receiver.endpoint());
+    let client = reqwest::Client::new();
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let r = post("application/json", b"{}".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = post("application/x-protobuf", vec![0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("application/x-protobuf", Vec::new()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/x-protobuf"
+    );
+    assert_eq!(receiver.export_count(), 1);
+    assert!(receiver.spans().is_empty());
+}
+
+/// A collector that accepts connections but never answers: the run still posts, and the exit
+/// after SIGTERM waits for the flush at most the shutdown timeout (5 s), not the export
+/// timeout.
+#[tokio::test]
+async fn hanging_collector_delays_exit_at_most_the_shutdown_timeout() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    // Connections complete in the kernel's backlog; nobody ever reads or answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
+    let child = serve(&env, &endpoint, &[]);
+    wait_for_post(&env, 1).await;
+    let took = stop(&env, child, LIMIT).await;
+    assert!(
+        took < bot_server::telemetry::SHUTDOWN_TIMEOUT + Duration::from_secs(3),
+        "exit took {took:?}; stderr:\n{}",
+        stderr_of(&env)
+    );
+    assert!(
+        stderr_of(&env).contains("traces not flushed at shutdown"),
+        "{}",
+        stderr_of(&env)
+    );
+    drop(blackhole);
 }
