@@ -13,6 +13,7 @@ use crate::secret::Secret;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use twilight_http::api_error::ApiError;
 use twilight_http::error::ErrorType;
@@ -20,6 +21,58 @@ use twilight_http::request::Request;
 use twilight_http::routing::Route;
 use twilight_model::channel::Message;
 use unicode_segmentation::UnicodeSegmentation;
+
+/// Discord 429 answers seen in this process. twilight-http retries a 429 by itself after
+/// the wait Discord asks for, so the only trace of it is twilight's own log event; the
+/// [`RateLimitedEvents`] layer counts those. A process-wide counter because that event is
+/// process-wide (the tracing subscriber is installed once, before any `App` exists).
+static RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
+
+/// Discord 429 answers seen so far (see [`RateLimitedEvents`]).
+pub fn rate_limited_count() -> u64 {
+    RATE_LIMITED.load(Ordering::Relaxed)
+}
+
+/// A tracing layer counting twilight-http's "rate limited; retrying" events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RateLimitedEvents;
+
+impl RateLimitedEvents {
+    /// The layer with its filter: only twilight-http's INFO events reach it, so it costs
+    /// nothing for any other event.
+    pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer;
+        RateLimitedEvents.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("twilight_http", tracing::Level::INFO),
+        )
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RateLimitedEvents {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("rate limited");
+                }
+            }
+        }
+        let mut message = Message(false);
+        event.record(&mut message);
+        if message.0 {
+            RATE_LIMITED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Discord's limit on a message's `content`, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2000;

@@ -556,11 +556,12 @@ impl Store {
             .bind(ms(before))
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM runs WHERE outcome <> 'running' AND started_at < $1")
-            .bind(ms(before))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM runs WHERE outcome <> 'running' AND started_at < $1")
+                .bind(ms(before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         tx.commit().await?;
         Ok(deleted)
     }
@@ -571,7 +572,9 @@ impl Store {
     ///
     /// On a database error.
     pub async fn run_count(&self) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM runs").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM runs")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>("n")? as u64)
     }
 
@@ -913,7 +916,10 @@ mod tests {
     async fn old_runs_are_pruned_with_their_outputs() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), None).await.unwrap();
-        let state = ActorState { name: "a".into(), ..Default::default() };
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
         let old = Utc::now() - chrono::Duration::days(40);
         let id = store.start_run(&state, None, old).await.unwrap();
         let out = crate::narrative::ActOutput {
@@ -930,9 +936,18 @@ mod tests {
             duration: Duration::ZERO,
         };
         store.record_act(id, 0, &out).await.unwrap();
-        store.finish_run(id, RunOutcome::Success, None, old, &state).await.unwrap();
+        store
+            .finish_run(id, RunOutcome::Success, None, old, &state)
+            .await
+            .unwrap();
         let recent = store.start_run(&state, None, Utc::now()).await.unwrap();
-        assert_eq!(store.prune_runs(Utc::now() - chrono::Duration::days(30)).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .prune_runs(Utc::now() - chrono::Duration::days(30))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(store.run_count().await.unwrap(), 1);
         assert!(store.act_outputs(id).await.unwrap().is_empty());
         assert_eq!(store.recent_runs(None, 5).await.unwrap()[0].id, recent);

@@ -278,6 +278,7 @@ impl Telemetry {
         tracing_subscriber::registry()
             .with(fmt_layer)
             .with(otel_layer)
+            .with(crate::discord::RateLimitedEvents::layer())
             .try_init()?;
         if config.exporter == ExporterKind::Otlp {
             tracing::info!(

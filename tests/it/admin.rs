@@ -359,3 +359,64 @@ async fn healthcheck_command_follows_readyz() {
         String::from_utf8_lossy(&down.stderr)
     );
 }
+
+/// The real binary serves `/metrics` on its admin port: after Discord answered one 429
+/// (which twilight retried by itself) and the post went through, the counters say so.
+#[tokio::test]
+async fn binary_metrics_count_discord_rate_limits() {
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
+    env.discord
+        .push_failure(bot_server::fakes::discord::Fail::RateLimited {
+            retry_after_seconds: 0.2,
+            global: false,
+        });
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.config(
+        &format!("admin_listen = \"127.0.0.1:{port}\""),
+        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let mut child = env
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("posted", SECS, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = || async { reqwest::get(&url).await.ok()?.text().await.ok() };
+    eventually("metrics show the run", SECS, || async {
+        scrape().await.is_some_and(|t| {
+            sample(
+                &t,
+                "botticelli_actor_runs_total{actor=\"once\",outcome=\"success\"}",
+            ) == Some(1.0)
+        })
+    })
+    .await;
+    let text = scrape().await.unwrap();
+    assert_eq!(env.discord.rate_limited_count(), 1);
+    assert_eq!(
+        sample(&text, "botticelli_discord_rate_limited_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "botticelli_discord_messages_total{outcome=\"success\"}"
+        ),
+        Some(1.0)
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
