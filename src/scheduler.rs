@@ -283,9 +283,7 @@ impl RunTask {
         state.last_run_at = Some(started);
         state.next_run_at = None;
         let narrative = app.narrative_of(&actor).map(|n| n.name.clone());
-        let run_id = match app
-            .store
-            .start_run(&state, narrative.as_deref(), started)
+        let run_id = match app.store.start_run(&state, narrative.as_deref(), started, scheduled)
             .await
         {
             Ok(id) => id,

@@ -141,6 +141,8 @@ pub struct RunRecord {
     pub actor: String,
     pub narrative: Option<String>,
     pub started_at: DateTime<Utc>,
+    /// When the run was due (absent on runs recorded before this was kept).
+    pub scheduled_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: RunOutcome,
     pub error: Option<String>,
@@ -241,13 +243,22 @@ fn content_hash(text: &str) -> String {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "run scheduled_at".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_run_scheduled_at.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl Store {
@@ -427,12 +438,14 @@ impl Store {
         state: &ActorState,
         narrative: Option<&str>,
         started_at: DateTime<Utc>,
+        scheduled_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("INSERT INTO runs (actor, narrative, started_at, outcome) VALUES ($1, $2, $3, 'running') RETURNING id")
+        let row = sqlx::query("INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES ($1, $2, $3, $4, 'running') RETURNING id")
             .bind(&state.name)
             .bind(narrative)
             .bind(ms(started_at))
+            .bind(ms(scheduled_at))
             .fetch_one(&mut *tx)
             .await?;
         save_actor(&mut tx, state).await?;
@@ -520,6 +533,7 @@ impl Store {
                     actor: r.try_get("actor")?,
                     narrative: r.try_get("narrative")?,
                     started_at: from_ms(r.try_get("started_at")?).unwrap_or_default(),
+                    scheduled_at: from_ms(r.try_get("scheduled_at")?),
                     finished_at: from_ms(r.try_get("finished_at")?),
                     outcome: RunOutcome::parse(&r.try_get::<String, _>("outcome")?),
                     error: r.try_get("error")?,
@@ -903,7 +917,7 @@ mod tests {
             name: "a".into(),
             ..Default::default()
         };
-        let id = store.start_run(&state, None, Utc::now()).await.unwrap();
+        let id = store.start_run(&state, None, Utc::now(), Utc::now()).await.unwrap();
         store.close().await;
         let store = Store::open(dir.path(), None).await.unwrap();
         let runs = store.recent_runs(Some("a"), 10).await.unwrap();
@@ -921,7 +935,7 @@ mod tests {
             ..Default::default()
         };
         let old = Utc::now() - chrono::Duration::days(40);
-        let id = store.start_run(&state, None, old).await.unwrap();
+        let id = store.start_run(&state, None, old, old).await.unwrap();
         let out = crate::narrative::ActOutput {
             act: "x".into(),
             text: "t".into(),
@@ -940,7 +954,7 @@ mod tests {
             .finish_run(id, RunOutcome::Success, None, old, &state)
             .await
             .unwrap();
-        let recent = store.start_run(&state, None, Utc::now()).await.unwrap();
+        let recent = store.start_run(&state, None, Utc::now(), Utc::now()).await.unwrap();
         assert_eq!(
             store
                 .prune_runs(Utc::now() - chrono::Duration::days(30))
