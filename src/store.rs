@@ -917,7 +917,10 @@ mod tests {
             name: "a".into(),
             ..Default::default()
         };
-        let id = store.start_run(&state, None, Utc::now(), Utc::now()).await.unwrap();
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
         store.close().await;
         let store = Store::open(dir.path(), None).await.unwrap();
         let runs = store.recent_runs(Some("a"), 10).await.unwrap();
@@ -954,7 +957,10 @@ mod tests {
             .finish_run(id, RunOutcome::Success, None, old, &state)
             .await
             .unwrap();
-        let recent = store.start_run(&state, None, Utc::now(), Utc::now()).await.unwrap();
+        let recent = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
         assert_eq!(
             store
                 .prune_runs(Utc::now() - chrono::Duration::days(30))
