@@ -66,10 +66,15 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     if args.scenario.is_empty() {
-        bail!("usage: bench_load load|idle|startup [--actors N] [--seconds S] [--runs R] [--bin PATH]");
+        bail!(
+            "usage: bench_load load|idle|startup [--actors N] [--seconds S] [--runs R] [--bin PATH]"
+        );
     }
     if !args.bin.exists() {
-        bail!("{} not found: build it with `cargo build --release`", args.bin.display());
+        bail!(
+            "{} not found: build it with `cargo build --release`",
+            args.bin.display()
+        );
     }
     Ok(args)
 }
@@ -93,12 +98,20 @@ fn proc_stats(pid: u32) -> anyhow::Result<(f64, u64, u64)> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(19090)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19090)
 }
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -128,7 +141,9 @@ impl Server {
 
     async fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
         if !status.success() {
@@ -157,10 +172,18 @@ async fn spawn(args: &Args, dir: tempfile::TempDir, config: &Path) -> anyhow::Re
         .find_map(|l| l.strip_prefix("admin_listen = \"127.0.0.1:"))
         .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
         .context("admin port")?;
-    Ok(Server { child, admin: format!("http://127.0.0.1:{port}"), dir })
+    Ok(Server {
+        child,
+        admin: format!("http://127.0.0.1:{port}"),
+        dir,
+    })
 }
 
-async fn wait_ready(client: &reqwest::Client, admin: &str, limit: Duration) -> anyhow::Result<Duration> {
+async fn wait_ready(
+    client: &reqwest::Client,
+    admin: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
         if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
@@ -178,7 +201,12 @@ async fn wait_ready(client: &reqwest::Client, admin: &str, limit: Duration) -> a
 /// Sum of `botticelli_actor_runs_total` over all actors and outcomes, and the scrape time.
 async fn runs_total(client: &reqwest::Client, admin: &str) -> anyhow::Result<(f64, Duration)> {
     let started = Instant::now();
-    let text = client.get(format!("{admin}/metrics")).send().await?.text().await?;
+    let text = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let took = started.elapsed();
     let total = text
         .lines()
@@ -198,11 +226,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn record(result: &serde_json::Value) {
     let _ = std::fs::create_dir_all("target/bench");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open("target/bench/results.jsonl") {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("target/bench/results.jsonl")
+    {
         use std::io::Write;
         let _ = writeln!(f, "{result}");
     }
-    println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(result).unwrap_or_default()
+    );
 }
 
 async fn load(args: &Args) -> anyhow::Result<()> {
@@ -283,7 +318,10 @@ channel_id = "{CHANNEL}"
         .filter_map(|r| Some((r.started_at - r.scheduled_at?).num_microseconds()? as f64 / 1000.0))
         .collect();
     lateness.sort_by(f64::total_cmp);
-    let failed = runs.iter().filter(|r| r.outcome != bot_server::store::RunOutcome::Success).count();
+    let failed = runs
+        .iter()
+        .filter(|r| r.outcome != bot_server::store::RunOutcome::Success)
+        .count();
     store.close().await;
     scrapes.sort_by(f64::total_cmp);
     let done = runs1 - runs0;
@@ -318,7 +356,10 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let port = free_port();
-    let demo = std::fs::read_to_string(root.join("actor_server.toml"))?.replace("admin_listen = \"127.0.0.1:9090\"", &format!("admin_listen = \"127.0.0.1:{port}\""));
+    let demo = std::fs::read_to_string(root.join("actor_server.toml"))?.replace(
+        "admin_listen = \"127.0.0.1:9090\"",
+        &format!("admin_listen = \"127.0.0.1:{port}\""),
+    );
     std::fs::write(dir.path().join("actor_server.toml"), demo)?;
     let narratives = dir.path().join("narratives");
     std::fs::create_dir_all(&narratives)?;
@@ -360,7 +401,10 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
     let config = format!(
         "[server]\nstate_dir = \"state\"\ndefault_provider = \"offline\"\nadmin_listen = \"127.0.0.1:{port}\"\n[targets.console]\ntype = \"log\"\n[[actors]]\nname = \"a0\"\nnarrative = \"n.toml\"\ntarget = \"console\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n"
     );
-    std::fs::write(dir.path().join("n.toml"), "[narrative]\nname = \"n\"\n[acts]\nonly = \"hello\"\n")?;
+    std::fs::write(
+        dir.path().join("n.toml"),
+        "[narrative]\nname = \"n\"\n[acts]\nonly = \"hello\"\n",
+    )?;
     let config_path = dir.path().join("actor_server.toml");
     std::fs::write(&config_path, config)?;
     let client = reqwest::Client::new();
@@ -393,7 +437,10 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
 async fn populate(state: &Path, runs: u64) -> anyhow::Result<()> {
     let store = bot_server::store::Store::open(state, None).await?;
     store.close().await;
-    let url = format!("sqlite://{}", state.join(bot_server::store::DB_FILE).display());
+    let url = format!(
+        "sqlite://{}",
+        state.join(bot_server::store::DB_FILE).display()
+    );
     let pool = sqlx::SqlitePool::connect(&url).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut tx = pool.begin().await?;

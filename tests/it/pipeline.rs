@@ -481,3 +481,72 @@ type = "Immediate"
             .all(|r| r.outcome == RunOutcome::Success)
     );
 }
+
+/// A webhook target posts through Discord's execute-webhook route (wait=true) and records
+/// the message id; a wrong webhook token fails the run without the token in the error.
+#[tokio::test(start_paused = true)]
+async fn webhook_target_posts_and_hides_its_token() {
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello {{ actor }}\"\n",
+    );
+    let good = env.discord.add_webhook(77, "hook-token-SECRET");
+    let bad = good.replace("hook-token-SECRET", "wrong-token-SECRET");
+    let config = env.config(
+        "",
+        &format!(
+            r#"
+[targets.hook]
+type = "webhook"
+url = "{good}"
+
+[targets.badhook]
+type = "webhook"
+url = "{bad}"
+
+[[actors]]
+name = "good"
+narrative = "one.toml"
+target = "hook"
+[actors.schedule]
+type = "Immediate"
+
+[[actors]]
+name = "bad"
+narrative = "one.toml"
+target = "badhook"
+[actors.schedule]
+type = "Immediate"
+"#
+        ),
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("both actors ran", SECS, || async {
+        let runs = store.recent_runs(None, 10).await.unwrap();
+        runs.len() >= 2 && runs.iter().all(|r| r.outcome != RunOutcome::Running)
+    })
+    .await;
+    running.stop().await;
+    let messages = env.discord.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].via_webhook);
+    assert_eq!(messages[0].content, "fake reply to: hello good");
+    let good_run = &store.recent_runs(Some("good"), 1).await.unwrap()[0];
+    assert_eq!(good_run.outcome, RunOutcome::Success);
+    let bad_run = &store.recent_runs(Some("bad"), 1).await.unwrap()[0];
+    assert_eq!(bad_run.outcome, RunOutcome::Failure);
+    let error = bad_run.error.clone().unwrap();
+    assert!(
+        error.contains("Discord rejected the webhook (401)"),
+        "{error}"
+    );
+    assert!(!error.contains("SECRET"), "{error}");
+    let posted = store
+        .posts(Some(PostStatus::Posted), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(posted[0].message_ids, vec![messages[0].id.to_string()]);
+    assert_eq!(posted[0].target, "webhook:77");
+}
