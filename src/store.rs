@@ -339,9 +339,19 @@ impl Store {
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A run the process died in still counts as the actor's last run, so an interval
+        // actor continues from it instead of firing again at once.
+        sqlx::query(
+            "INSERT INTO actors (name, last_run_at) SELECT actor, MAX(started_at) FROM runs WHERE outcome = 'running' GROUP BY actor \
+             ON CONFLICT (name) DO UPDATE SET last_run_at = MAX(COALESCE(actors.last_run_at, 0), excluded.last_run_at)",
+        )
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE runs SET outcome = 'interrupted', error = 'the server stopped during this run' WHERE outcome = 'running'")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -427,7 +437,7 @@ impl Store {
 
     // --- runs ---------------------------------------------------------------------------
 
-    /// Records the start of a run and the actor's new state, together.
+    /// Records the start of a run.
     ///
     /// # Errors
     ///
@@ -440,45 +450,48 @@ impl Store {
         started_at: DateTime<Utc>,
         scheduled_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES ($1, $2, $3, $4, 'running') RETURNING id")
-            .bind(&state.name)
-            .bind(narrative)
-            .bind(ms(started_at))
-            .bind(ms(scheduled_at))
-            .fetch_one(&mut *tx)
-            .await?;
-        save_actor(&mut tx, state).await?;
-        tx.commit().await?;
+        // One statement: the actor's row is written when the run ends. A run that never ends
+        // (crash) is folded into its actor's `last_run_at` by `recover` at the next start.
+        let row = sqlx::query(
+            "INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES ($1, $2, $3, $4, 'running') RETURNING id",
+        )
+        .bind(&state.name)
+        .bind(narrative)
+        .bind(ms(started_at))
+        .bind(ms(scheduled_at))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("id")?)
     }
 
-    /// Records one act's output.
+    /// Records the outputs of a run's acts, in order, in one statement.
     ///
     /// # Errors
     ///
     /// On a database error.
-    pub async fn record_act(
+    pub async fn record_acts(
         &self,
         run_id: i64,
-        position: usize,
-        output: &crate::narrative::ActOutput,
+        outputs: &[crate::narrative::ActOutput],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(run_id)
-        .bind(position as i64)
-        .bind(&output.act)
-        .bind(&output.provider)
-        .bind(&output.model)
-        .bind(&output.text)
-        .bind(output.input_tokens as i64)
-        .bind(output.output_tokens as i64)
-        .bind(output.duration.as_millis() as i64)
-        .execute(&self.pool)
-        .await?;
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) ",
+        );
+        builder.push_values(outputs.iter().enumerate(), |mut row, (position, output)| {
+            row.push_bind(run_id)
+                .push_bind(position as i64)
+                .push_bind(&output.act)
+                .push_bind(&output.provider)
+                .push_bind(&output.model)
+                .push_bind(&output.text)
+                .push_bind(output.input_tokens as i64)
+                .push_bind(output.output_tokens as i64)
+                .push_bind(output.duration.as_millis() as i64);
+        });
+        builder.build().execute(&self.pool).await?;
         Ok(())
     }
 
@@ -785,6 +798,31 @@ impl Store {
         Ok(())
     }
 
+    /// Records the last part of a post as accepted and the post as posted, in one statement.
+    ///
+    /// # Errors
+    ///
+    /// On a database error.
+    #[tracing::instrument(name = "store.mark_posted", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
+    pub async fn record_last_part(
+        &self,
+        id: i64,
+        parts_sent: u32,
+        message_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE posts SET parts_sent = $1, message_ids = $2, status = 'posted', posted_at = $3, updated_at = $3, last_error = NULL WHERE id = $4",
+        )
+        .bind(i64::from(parts_sent))
+        .bind(message_ids.join(","))
+        .bind(ms(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks a post as posted (every part accepted).
     ///
     /// # Errors
@@ -926,7 +964,12 @@ mod tests {
         let runs = store.recent_runs(Some("a"), 10).await.unwrap();
         assert_eq!(runs[0].id, id);
         assert_eq!(runs[0].outcome, RunOutcome::Interrupted);
-        assert_eq!(store.actor_state("a").await.unwrap().unwrap().name, "a");
+        // The interrupted run is the actor's last run: an interval continues from it.
+        let state = store.actor_state("a").await.unwrap().unwrap();
+        assert_eq!(
+            state.last_run_at.map(|t| t.timestamp_millis()),
+            Some(runs[0].started_at.timestamp_millis())
+        );
     }
 
     #[tokio::test]
@@ -952,7 +995,7 @@ mod tests {
             rate_limit_wait: Duration::ZERO,
             duration: Duration::ZERO,
         };
-        store.record_act(id, 0, &out).await.unwrap();
+        store.record_acts(id, &[out]).await.unwrap();
         store
             .finish_run(id, RunOutcome::Success, None, old, &state)
             .await
