@@ -264,6 +264,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0002_run_scheduled_at.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "run indexes".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0003_run_indexes.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
