@@ -70,12 +70,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "usage: bench_load load|idle|startup [--actors N] [--seconds S] [--runs R] [--bin PATH]"
         );
     }
-    if !args.bin.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release`",
-            args.bin.display()
-        );
-    }
+    // Absolute: the server runs in a temporary directory.
+    args.bin = std::fs::canonicalize(&args.bin).with_context(|| {
+        format!("{} not found: build it with `cargo build --release`", args.bin.display())
+    })?;
     Ok(args)
 }
 
