@@ -160,8 +160,18 @@ pub async fn run(
         app.metrics
             .scheduler_last_tick
             .set(now.timestamp_millis() as f64 / 1000.0);
-        while let Some((due, i)) = queue.pop_due(now) {
+        // A run starts only with a free slot: at most `max_concurrent_runs` tasks exist, and
+        // an actor that has to wait stays in the queue (its lateness is then measured honestly
+        // when it starts) instead of piling up as a parked task.
+        loop {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some((due, i)) = queue.pop_due(now) else {
+                break;
+            };
             if running[i] {
+                drop(permit);
                 continue;
             }
             running[i] = true;
@@ -173,7 +183,7 @@ pub async fn run(
                 state: states[i].clone(),
                 scheduled: due,
                 hard: hard.clone(),
-                permits: permits.clone(),
+                permit,
             };
             let done_tx = done_tx.clone();
             let status = status.clone();
@@ -190,9 +200,12 @@ pub async fn run(
             });
         }
         let deadline = tokio::time::Instant::now() + check;
-        let wake = queue
-            .next_due()
-            .map_or(deadline, |t| app.clock.instant_of(t).min(deadline));
+        // With every slot taken, the next wake-up is a run ending, not the queue's head
+        // (which may already be due: sleeping until it would spin).
+        let wake = match queue.next_due() {
+            Some(t) if permits.available_permits() > 0 => app.clock.instant_of(t).min(deadline),
+            _ => deadline,
+        };
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(wake) => {}
@@ -275,7 +288,7 @@ struct RunTask {
     state: ActorState,
     scheduled: DateTime<Utc>,
     hard: CancellationToken,
-    permits: Arc<Semaphore>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl RunTask {
@@ -287,9 +300,8 @@ impl RunTask {
             state,
             scheduled,
             hard,
-            permits,
+            permit: _permit,
         } = self;
-        let _permit = permits.acquire_owned().await.ok();
         let span = tracing::info_span!(
             parent: None,
             "actor.run",

@@ -550,3 +550,53 @@ type = "Immediate"
     assert_eq!(posted[0].message_ids, vec![messages[0].id.to_string()]);
     assert_eq!(posted[0].target, "webhook:77");
 }
+
+/// `max_concurrent_runs` bounds the runs in flight: with one slot, a second due actor waits
+/// for the first run to end, and its recorded lateness shows the wait.
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_queues_due_actors() {
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
+    );
+    env.llm.push(Reply::Delay(Duration::from_secs(3)));
+    let config = env.config(
+        "max_concurrent_runs = 1",
+        r#"
+[[actors]]
+name = "a"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Immediate"
+
+[[actors]]
+name = "b"
+narrative = "one.toml"
+target = "console"
+[actors.schedule]
+type = "Immediate"
+"#,
+    );
+    let running = Running::start(env.app(&config).await);
+    let store = running.app.store.clone();
+    eventually("both ran", SECS, || async {
+        let runs = store.recent_runs(None, 10).await.unwrap();
+        runs.len() == 2 && runs.iter().all(|r| r.outcome == RunOutcome::Success)
+    })
+    .await;
+    running.stop().await;
+    let mut runs = store.recent_runs(None, 10).await.unwrap();
+    runs.reverse();
+    let (first, second) = (&runs[0], &runs[1]);
+    assert!(
+        second.started_at >= first.finished_at.unwrap(),
+        "runs overlapped: {runs:?}"
+    );
+    let waited = second.started_at - second.scheduled_at.unwrap();
+    assert!(
+        waited.num_seconds() >= 3,
+        "lateness {waited} does not show the wait"
+    );
+}
