@@ -72,7 +72,10 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     // Absolute: the server runs in a temporary directory.
     args.bin = std::fs::canonicalize(&args.bin).with_context(|| {
-        format!("{} not found: build it with `cargo build --release`", args.bin.display())
+        format!(
+            "{} not found: build it with `cargo build --release`",
+            args.bin.display()
+        )
     })?;
     Ok(args)
 }

@@ -20,7 +20,7 @@
 //!     OTEL_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 cargo run
 //!     curl -s localhost:16686/api/spans | jq '.[].name'
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,19 +101,24 @@ async fn shutdown_signal() {
     }
 }
 
-/// Prints one line per span as spans arrive, so `podman logs` shows what was received.
+/// Prints, once a second, a summary of the spans that arrived, so `podman logs` shows what was
+/// received without a line per span.
 async fn log_arrivals(receivers: Arc<Receivers>) {
     let mut seen = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let spans = receivers.spans();
-        for (transport, span) in spans.iter().skip(seen) {
+        if spans.len() > seen {
+            let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, span) in &spans[seen..] {
+                *names.entry(span.name.as_str()).or_default() += 1;
+            }
+            let names: Vec<String> = names.iter().map(|(n, c)| format!("{n} x{c}")).collect();
             println!(
-                "received span {} trace={} span={} parent={} via {transport}",
-                span.name,
-                span.trace_id,
-                span.span_id,
-                span.parent_span_id.as_deref().unwrap_or("-"),
+                "received {} spans ({} in total): {}",
+                spans.len() - seen,
+                spans.len(),
+                names.join(", ")
             );
         }
         seen = spans.len();
