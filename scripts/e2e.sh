@@ -95,7 +95,11 @@ run_doc() {
     local name=$1; shift
     local out="$LOG_DIR/doc-$name.txt"
     echo "  \$ $*" | tee "$out.cmd" >/dev/null
-    "$@" >"$out" 2>&1 || echo "[exit $?]" >>"$out"
+    # stdout first, then stderr (curl's progress meter would otherwise interleave).
+    local rc=0
+    "$@" >"$out" 2>"$out.stderr" || rc=$?
+    cat "$out.stderr" >>"$out"
+    [ $rc -eq 0 ] || echo "[exit $rc]" >>"$out"
     echo "$out"
 }
 # expect_ok NAME FILE: the documented command exited 0 (some print nothing on success).
@@ -345,8 +349,10 @@ wait_dns botticelli-bot-server jaeger
 f=$(run_doc network-ls podman network ls);                                 expect "podman network ls" "$f" '^[0-9a-f]+ +botticelli-net +bridge'
 f=$(run_doc network-inspect podman network inspect botticelli-net);        expect "podman network inspect botticelli-net" "$f" '"dns_enabled": true'
 expect "podman network inspect botticelli-net (subnet)" "$f" '"subnet": "[0-9.]+/[0-9]+"'
-f=$(run_doc prom-curl podman exec botticelli-prometheus curl -s bot-server:9090/metrics)
-expect "podman exec botticelli-prometheus curl bot-server:9090/metrics" "$f" '^# HELP botticelli_actor_runs_total '
+f=$(run_doc prom-curl podman exec botticelli-prometheus curl bot-server:9090/metrics)
+# Without -s (the seed's exact command) curl's progress meter shares the captured stream
+# with the body, so the first HELP line need not start a line.
+expect "podman exec botticelli-prometheus curl bot-server:9090/metrics" "$f" '# HELP botticelli_actor_runs_total '
 f=$(run_doc prom-ping podman exec botticelli-prometheus ping -c 1 bot-server)
 expect "podman exec botticelli-prometheus ping -c 1 bot-server" "$f" '1 packets transmitted, 1 received'
 f=$(run_doc bot-curl-jaeger podman exec botticelli-bot-server curl -v http://jaeger:4317)

@@ -372,9 +372,13 @@ def cmd_spans(args):
             if "discord.post" in names and store and "discord" not in found:
                 found["discord"] = (trace_id, root, trace)
         if "narrative" in found and "discord" in found:
+            shown = {}
             for kind, (trace_id, root, trace) in found.items():
+                shown.setdefault(trace_id, (root, trace, []))[2].append(kind)
+            for trace_id, (root, trace, kinds) in shown.items():
                 transports = {s["transport"] for s in trace}
-                print(f"ok: trace {trace_id} ({kind}; {len(trace)} spans, received via {', '.join(sorted(transports))}):")
+                print(f"ok: trace {trace_id} ({' and '.join(kinds)}; {len(trace)} spans,"
+                      f" received via {', '.join(sorted(transports))}):")
                 for line in tree_lines(trace, root, 1):
                     print(f"  {line}")
             print(f"   ({len(spans)} spans in {len(traces)} traces received so far)")
