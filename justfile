@@ -37,6 +37,10 @@ test: test-rules
     cargo clippy --locked --all-targets -- -D warnings
     cargo test --locked
 
+# Run the benchmarks: load at 100/1,000/10,000 actors, idle, start-up, micro-benchmarks (docs/PERFORMANCE.md)
+bench:
+    scripts/bench.sh
+
 # Check the alert rules and unit-test them with promtool (host promtool, Debian's prometheus package)
 test-rules:
     promtool check rules prometheus/alerts.yml
