@@ -365,10 +365,7 @@ async fn healthcheck_command_follows_readyz() {
 #[tokio::test]
 async fn binary_metrics_count_discord_rate_limits() {
     let env = TestEnv::new().await;
-    env.write(
-        "one.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("one.toml", ONE_ACT);
     env.discord
         .push_failure(bot_server::fakes::discord::Fail::RateLimited {
             retry_after_seconds: 0.2,
@@ -382,12 +379,7 @@ async fn binary_metrics_count_discord_rate_limits() {
         &format!("admin_listen = \"127.0.0.1:{port}\""),
         "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
     );
-    let mut child = env
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_serve();
     eventually("posted", SECS, || async {
         env.discord.messages_in(CHANNEL).len() == 1
     })

@@ -304,21 +304,13 @@ fn signal(pid: u32, sig: &str) {
 #[tokio::test]
 async fn sigterm_lets_the_run_in_flight_finish() {
     let env = TestEnv::new().await;
-    env.write(
-        "one.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("one.toml", ONE_ACT);
     env.llm.push(Reply::Delay(Duration::from_secs(2)));
     env.config(
         "",
         "[[actors]]\nname = \"slow\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
     );
-    let mut child = env
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_serve();
     eventually("the LLM call started", LIMIT, || async {
         env.llm.request_count() == 1
     })
@@ -351,12 +343,7 @@ async fn sigterm_past_grace_cancels_between_acts() {
         "shutdown_grace_seconds = 1",
         "[[actors]]\nname = \"slow\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\nvars = { topic = \"x\" }\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
     );
-    let mut child = env
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_serve();
     eventually("the LLM call started", LIMIT, || async {
         env.llm.request_count() == 1
     })
@@ -379,21 +366,13 @@ async fn sigterm_past_grace_cancels_between_acts() {
 #[tokio::test]
 async fn crash_after_discord_accepted_does_not_post_twice() {
     let env = TestEnv::new().await;
-    env.write(
-        "one.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("one.toml", ONE_ACT);
     env.discord.push_failure(Fail::HangAfterCreate);
     env.config(
         "",
         "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
     );
-    let mut child = env
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_serve();
     eventually("Discord accepted the message", LIMIT, || async {
         env.discord.messages_in(CHANNEL).len() == 1
     })
@@ -413,12 +392,7 @@ async fn crash_after_discord_accepted_does_not_post_twice() {
         store.close().await;
     }
 
-    let mut child = env
-        .command(&["serve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_serve();
     let store = Store::open(&env.path("state"), None).await.unwrap();
     eventually("post recorded as posted", LIMIT, || async {
         store

@@ -198,10 +198,7 @@ seconds = 3600
 #[tokio::test(start_paused = true)]
 async fn circuit_opens_then_half_open_success_closes_it() {
     let env = TestEnv::new().await;
-    env.write(
-        "tip.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("tip.toml", ONE_ACT);
     // A 400 is not retried: each run fails at once.
     for _ in 0..2 {
         env.llm.push(Reply::Raw {
@@ -272,10 +269,7 @@ seconds = 10
 #[tokio::test(start_paused = true)]
 async fn failed_send_fails_the_run_and_is_retried_once() {
     let env = TestEnv::new().await;
-    env.write(
-        "tip.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("tip.toml", ONE_ACT);
     env.discord.push_failure(Fail::Unauthorized);
     let config = env.config(
         "",
@@ -333,10 +327,7 @@ async fn long_post_is_split_into_messages() {
     let long: String = (0..100).map(|i| format!("{i}: {line}\n")).collect();
     let long_clone = long.clone();
     env.llm.set_responder(move |_| long_clone.clone());
-    env.write(
-        "tip.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("tip.toml", ONE_ACT);
     let config = env.config(
         "",
         "[[actors]]\nname = \"long\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
@@ -556,10 +547,7 @@ type = "Immediate"
 #[tokio::test(start_paused = true)]
 async fn concurrency_limit_queues_due_actors() {
     let env = TestEnv::new().await;
-    env.write(
-        "one.toml",
-        "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n",
-    );
+    env.write("one.toml", ONE_ACT);
     env.llm.push(Reply::Delay(Duration::from_secs(3)));
     let config = env.config(
         "max_concurrent_runs = 1",

@@ -119,6 +119,16 @@ type = "log"
         Arc::new(App::build(config, options).await.unwrap())
     }
 
+    /// `bot-server serve` as a child process, output discarded (an unread pipe could fill up
+    /// and block the server).
+    pub fn spawn_serve(&self) -> tokio::process::Child {
+        self.command(&["serve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Environment for the real binary: keys and token, quiet logs unless RUST_LOG is set.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot-server"));
@@ -204,6 +214,9 @@ where
         }
     }
 }
+
+/// A one-act narrative with a fixed prompt.
+pub const ONE_ACT: &str = "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n";
 
 /// A narrative whose single act asks for JSON (a generator).
 pub const GENERATOR: &str = r#"
