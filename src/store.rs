@@ -805,16 +805,8 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE posts SET parts_sent = $1, message_ids = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(i64::from(parts_sent))
-        .bind(message_ids.join(","))
-        .bind(ms(now))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.update_parts(id, parts_sent, message_ids, false, now)
+            .await
     }
 
     /// Records the last part of a post as accepted and the post as posted, in one statement.
@@ -830,15 +822,31 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE posts SET parts_sent = $1, message_ids = $2, status = 'posted', posted_at = $3, updated_at = $3, last_error = NULL WHERE id = $4",
-        )
-        .bind(i64::from(parts_sent))
-        .bind(message_ids.join(","))
-        .bind(ms(now))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        self.update_parts(id, parts_sent, message_ids, true, now)
+            .await
+    }
+
+    /// The write behind [`Store::record_part`] and [`Store::record_last_part`].
+    async fn update_parts(
+        &self,
+        id: i64,
+        parts_sent: u32,
+        message_ids: &[String],
+        posted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = if posted {
+            "UPDATE posts SET parts_sent = $1, message_ids = $2, status = 'posted', posted_at = $3, updated_at = $3, last_error = NULL WHERE id = $4"
+        } else {
+            "UPDATE posts SET parts_sent = $1, message_ids = $2, updated_at = $3 WHERE id = $4"
+        };
+        sqlx::query(sql)
+            .bind(i64::from(parts_sent))
+            .bind(message_ids.join(","))
+            .bind(ms(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
