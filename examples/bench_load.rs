@@ -438,31 +438,22 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
 async fn populate(state: &Path, runs: u64) -> anyhow::Result<()> {
     let store = bot_server::store::Store::open(state, None).await?;
     store.close().await;
-    let url = format!(
-        "sqlite://{}",
-        state.join(bot_server::store::DB_FILE).display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let conn = rusqlite::Connection::open(state.join(bot_server::store::DB_FILE))?;
     let now = chrono::Utc::now().timestamp_millis();
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+    conn.execute_batch("BEGIN")?;
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
          INSERT INTO runs (actor, narrative, started_at, scheduled_at, finished_at, outcome) \
-         SELECT 'a' || (i % 100), 'n', $2 - i * 1000, $2 - i * 1000, $2 - i * 1000 + 50, 'success' FROM n",
-    )
-    .bind(runs as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
+         SELECT 'a' || (i % 100), 'n', ?2 - i * 1000, ?2 - i * 1000, ?2 - i * 1000 + 50, 'success' FROM n",
+        rusqlite::params![runs as i64, now],
+    )?;
+    conn.execute(
         "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) \
          SELECT id, p.p, 'act' || p.p, 'offline', 'm', 'a typical act output of a few dozen words, stored for the record', 30, 40, 5 \
          FROM runs, (SELECT 0 AS p UNION ALL SELECT 1 UNION ALL SELECT 2) AS p",
-    )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    pool.close().await;
+        [],
+    )?;
+    conn.execute_batch("COMMIT")?;
     Ok(())
 }
 

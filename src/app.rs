@@ -44,8 +44,6 @@ pub struct AppOptions {
     pub discord_token: Option<Secret>,
     /// Pre-built LLM clients (tests inject keys this way); `None` builds them from the config.
     pub llm: Option<LlmClients>,
-    /// Wait for a free state store connection; `None` is [`crate::store::DEFAULT_ACQUIRE_TIMEOUT`].
-    pub store_acquire_timeout: Option<std::time::Duration>,
 }
 
 impl AppOptions {
@@ -62,7 +60,6 @@ impl AppOptions {
                 .filter(|v| !v.trim().is_empty()),
             discord_token: Secret::from_env("DISCORD_TOKEN").map_err(SetupError::Secret)?,
             llm: None,
-            store_acquire_timeout: None,
         })
     }
 }
@@ -183,7 +180,6 @@ impl App {
             database_url,
             discord_token: token,
             llm,
-            store_acquire_timeout,
         } = options;
         let narratives = load_narratives(&config)?;
         let llm = match llm {
@@ -192,12 +188,7 @@ impl App {
         };
         check_credentials(&config, &narratives, &llm, token.is_some())?;
         let delivery = Delivery::new(&config.discord, token);
-        let store = Store::open_with(
-            &config.server.state_dir,
-            database_url.as_deref(),
-            store_acquire_timeout.unwrap_or(crate::store::DEFAULT_ACQUIRE_TIMEOUT),
-        )
-        .await?;
+        let store = Store::open(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
         Ok(Self {
             config: Arc::new(config),

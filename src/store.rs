@@ -2,31 +2,46 @@
 //!
 //! Embedded SQLite in the state directory (`bot-server.db`, WAL journal), created and migrated
 //! on open. Times are stored as Unix milliseconds and the SQL sticks to what PostgreSQL also
-//! accepts, so a PostgreSQL backend needs its own migrations and pool, not new queries.
+//! accepts, so a PostgreSQL backend needs its own migrations and connection, not new queries.
 //!
 //! Every state change that must survive a crash is one transaction: a run and its actor's
 //! state are written together, and a post moves `approved → sending → posted` with the
 //! Discord message id stored before `posted`.
+//!
+//! Queries run on the calling thread (rusqlite), on one connection behind a mutex. A store
+//! call is a few prepared statements on a local file, tens of microseconds with the WAL
+//! journal (no fsync per commit), so it is cheaper to run it where it is called than to hand
+//! it to a database thread and back: with sqlx-sqlite, which does that for every statement,
+//! the thread hand-offs cost more CPU than the queries (0.6 ms per 3-act run, about half of
+//! all the server's work at 1,000 runs/s; see docs/PERFORMANCE.md). The connection waits up
+//! to 10 s for a write lock another process holds (`bot-server posts approve` while the
+//! server runs); such commands hold it for milliseconds.
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Connections to the database. One: SQLite runs one writer at a time anyway, and every
-/// sqlx-sqlite connection is a thread that each query wakes; with four, threads waking each
-/// other cost more than the queries (measured: 1.66 ms CPU per 3-act run with 4
-/// connections, 0.87 ms with 1; see docs/PERFORMANCE.md).
-const POOL_CONNECTIONS: u32 = 1;
-
-/// How long a query waits for a free connection before failing.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "bot-server.db";
+
+/// How long a statement waits for a lock held by another process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, in order. The database's `user_version` is the number of migrations applied.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        "run scheduled_at",
+        include_str!("../migrations/sqlite/0002_run_scheduled_at.sql"),
+    ),
+    (
+        "run indexes",
+        include_str!("../migrations/sqlite/0003_run_indexes.sql"),
+    ),
+];
 
 /// A state store failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +56,28 @@ pub enum StoreError {
     Open {
         location: String,
         #[source]
-        source: sqlx::Error,
+        source: rusqlite::Error,
     },
-    #[error("state store: migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("state store {location}: migration {version} ({name}) failed")]
+    Migrate {
+        location: String,
+        version: usize,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state store {location} has schema version {found}, newer than this bot-server knows ({known}): it was written by a newer release; run that release, or restore a backup taken before the upgrade"
+    )]
+    NewerSchema {
+        location: String,
+        found: i64,
+        known: usize,
+    },
     #[error("state store query failed")]
-    Query(#[from] sqlx::Error),
+    Query(#[from] rusqlite::Error),
+    #[error("state store is closed")]
+    Closed,
     #[error(
         "DATABASE_URL `{0}` is not supported: use `sqlite://PATH` (PostgreSQL is planned, not implemented yet)"
     )]
@@ -219,10 +250,16 @@ pub enum Enqueued {
     Duplicate(i64),
 }
 
-/// The store. Cheap to clone.
+/// The store. Cheap to clone: clones share one connection.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `None` once closed.
+    conn: Mutex<Option<Connection>>,
     location: String,
 }
 
@@ -248,30 +285,109 @@ fn content_hash(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            "run scheduled_at".into(),
-            MigrationType::Simple,
-            include_str!("../migrations/sqlite/0002_run_scheduled_at.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            "run indexes".into(),
-            MigrationType::Simple,
-            include_str!("../migrations/sqlite/0003_run_indexes.sql").into_sql_str(),
-            false,
-        ),
-    ])
+/// The database file a `DATABASE_URL` names: `sqlite://PATH`, `sqlite:PATH` or
+/// `sqlite::memory:`.
+fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        return Err(StoreError::UnsupportedUrl(format!("{scheme}:...")));
+    };
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.is_empty() || path.contains('?') {
+        return Err(StoreError::UnsupportedUrl(
+            "sqlite:... with options or without a path".into(),
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn connect(path: &Path, location: &str) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        location: location.to_owned(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    conn.execute_batch(
+        // WAL + NORMAL survives a process crash (kill -9) without losing committed
+        // transactions; only a power loss can drop the last ones. After a checkpoint, the WAL
+        // file is truncated back to at most 64 MiB.
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA journal_size_limit = 67108864;",
+    )
+    .map_err(open_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Applies the migrations `user_version` says are missing, each in its own transaction.
+/// A store created by releases that used sqlx records its migrations in `_sqlx_migrations`
+/// instead; those count as applied.
+fn migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        location: location.to_owned(),
+        source,
+    };
+    let mut version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(open_err)?;
+    if version == 0 {
+        let sqlx: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(open_err)?;
+        if sqlx {
+            version = conn
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(open_err)?;
+        }
+    }
+    if version > MIGRATIONS.len() as i64 {
+        return Err(StoreError::NewerSchema {
+            location: location.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let number = index + 1;
+        let tx = conn.transaction().map_err(open_err)?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", number as i64))
+            .and_then(|()| tx.commit())
+            .map_err(|source| StoreError::Migrate {
+                location: location.to_owned(),
+                version: number,
+                name,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Runs `sql` and reads its first row, stepping the statement to its end: a write with
+/// `RETURNING` is only finished (and its transaction committed) when it is.
+fn returning<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, read)?;
+    let mut first = None;
+    for row in rows {
+        let row = row?;
+        first.get_or_insert(row);
+    }
+    Ok(first)
 }
 
 impl Store {
@@ -283,91 +399,68 @@ impl Store {
     /// When the directory cannot be created or written, the database cannot be opened or
     /// migrated, or the URL is not a SQLite one.
     pub async fn open(state_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
-        Self::open_with(state_dir, database_url, DEFAULT_ACQUIRE_TIMEOUT).await
-    }
-
-    /// [`Store::open`] with a chosen wait for a free connection. Tests on tokio's paused
-    /// clock pass a long one: there, time jumps ahead while the SQLite worker thread works,
-    /// and a 30 s timeout could expire before a query that takes a millisecond.
-    ///
-    /// # Errors
-    ///
-    /// See [`Store::open`].
-    pub async fn open_with(
-        state_dir: &Path,
-        database_url: Option<&str>,
-        acquire_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let (options, location) = match database_url.filter(|u| !u.trim().is_empty()) {
-            Some(url) if url.starts_with("sqlite:") => {
-                let options =
-                    SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Open {
-                        location: "DATABASE_URL".into(),
-                        source,
-                    })?;
-                (options, "DATABASE_URL".to_owned())
-            }
-            Some(url) => {
-                let scheme = url.split(':').next().unwrap_or_default();
-                return Err(StoreError::UnsupportedUrl(format!("{scheme}:...")));
-            }
+        let (path, location) = match database_url.filter(|u| !u.trim().is_empty()) {
+            Some(url) => (sqlite_path(url.trim())?, "DATABASE_URL".to_owned()),
             None => {
                 std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
                     path: state_dir.to_owned(),
                     source,
                 })?;
                 let path = state_dir.join(DB_FILE);
-                (
-                    SqliteConnectOptions::new().filename(&path),
-                    path.display().to_string(),
-                )
+                let location = path.display().to_string();
+                (path, location)
             }
         };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL survives a process crash (kill -9) without losing committed
-            // transactions; only a power loss can drop the last ones.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // After a checkpoint, truncate the WAL file back to at most 64 MiB.
-            .pragma("journal_size_limit", "67108864");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_CONNECTIONS)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                location: location.clone(),
-                source,
-            })?;
-        migrator().run(&pool).await.map_err(StoreError::Migrate)?;
-        let store = Self { pool, location };
-        store.recover().await?;
+        let mut conn = connect(&path, &location)?;
+        migrate(&mut conn, &location)?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(Some(conn)),
+                location,
+            }),
+        };
+        store.recover()?;
         Ok(store)
     }
 
     /// Where the store lives, for messages.
     pub fn location(&self) -> &str {
-        &self.location
+        &self.inner.location
     }
 
-    async fn recover(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // A run the process died in still counts as the actor's last run, so an interval
-        // actor continues from it instead of firing again at once.
-        sqlx::query(
-            "INSERT INTO actors (name, last_run_at) SELECT actor, MAX(started_at) FROM runs WHERE outcome = 'running' GROUP BY actor \
-             ON CONFLICT (name) DO UPDATE SET last_run_at = MAX(COALESCE(actors.last_run_at, 0), excluded.last_run_at)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE runs SET outcome = 'interrupted', error = 'the server stopped during this run' WHERE outcome = 'running'")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    /// Runs `f` on the connection.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite half-written (a statement is
+        // atomic and an unfinished transaction rolls back when dropped), so a poisoned lock
+        // is safe to take over.
+        let mut guard = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        Ok(f(conn)?)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            // A run the process died in still counts as the actor's last run, so an interval
+            // actor continues from it instead of firing again at once.
+            tx.execute(
+                "INSERT INTO actors (name, last_run_at) SELECT actor, MAX(started_at) FROM runs WHERE outcome = 'running' GROUP BY actor \
+                 ON CONFLICT (name) DO UPDATE SET last_run_at = MAX(COALESCE(actors.last_run_at, 0), excluded.last_run_at)",
+                [],
+            )?;
+            tx.execute(
+                "UPDATE runs SET outcome = 'interrupted', error = 'the server stopped during this run' WHERE outcome = 'running'",
+                [],
+            )?;
+            tx.commit()
+        })
     }
 
     /// Checks the store answers (for `/readyz`).
@@ -376,13 +469,23 @@ impl Store {
     ///
     /// When the database does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    /// Closes the pool (checkpointing the WAL).
+    /// Closes the connection (checkpointing the WAL into the database). Later calls fail
+    /// with [`StoreError::Closed`].
     pub async fn close(&self) {
-        self.pool.close().await;
+        let conn = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(conn) = conn
+            && let Err((_, err)) = conn.close()
+        {
+            tracing::warn!(cause = %err, "state store did not close cleanly");
+        }
     }
 
     /// A random value fixed for this store, mixed into Discord nonces so that a new store
@@ -401,16 +504,15 @@ impl Store {
                 })
                 .collect()
         };
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('nonce_salt', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&fresh)
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT value FROM meta WHERE key = 'nonce_salt'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("value")?)
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('nonce_salt', ?1) ON CONFLICT (key) DO NOTHING",
+                [&fresh],
+            )?;
+            conn.query_row("SELECT value FROM meta WHERE key = 'nonce_salt'", [], |r| {
+                r.get(0)
+            })
+        })
     }
 
     // --- actors -------------------------------------------------------------------------
@@ -421,10 +523,11 @@ impl Store {
     ///
     /// On a database error.
     pub async fn actor_states(&self) -> Result<Vec<ActorState>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM actors ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(actor_from_row).collect()
+        self.with(|conn| {
+            conn.prepare_cached("SELECT * FROM actors ORDER BY name")?
+                .query_map([], actor_from_row)?
+                .collect()
+        })
     }
 
     /// The stored state of one actor.
@@ -433,11 +536,11 @@ impl Store {
     ///
     /// On a database error.
     pub async fn actor_state(&self, name: &str) -> Result<Option<ActorState>, StoreError> {
-        let row = sqlx::query("SELECT * FROM actors WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(actor_from_row).transpose()
+        self.with(|conn| {
+            conn.prepare_cached("SELECT * FROM actors WHERE name = ?1")?
+                .query_row([name], actor_from_row)
+                .optional()
+        })
     }
 
     /// Saves an actor's state.
@@ -446,8 +549,7 @@ impl Store {
     ///
     /// On a database error.
     pub async fn save_actor_state(&self, state: &ActorState) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        save_actor(&mut conn, state).await
+        self.with(|conn| save_actor(conn, state))
     }
 
     // --- runs ---------------------------------------------------------------------------
@@ -467,22 +569,16 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // One statement: the actor's row is written when the run ends. A run that never ends
         // (crash) is folded into its actor's `last_run_at` by `recover` at the next start.
-        let row = sqlx::query(
-            "INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES ($1, $2, $3, $4, 'running') RETURNING id",
-        )
-        .bind(&state.name)
-        .bind(narrative)
-        .bind(ms(started_at))
-        .bind(ms(scheduled_at))
-        // `fetch_all`, not `fetch_one`: the statement must be stepped to its end, or SQLite
-        // never runs its automatic WAL checkpoint and the log grows without bound.
-        .fetch_all(&self.pool)
-        .await?;
-        let row = row.first().ok_or(sqlx::Error::RowNotFound)?;
-        Ok(row.try_get("id")?)
+        self.with(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES (?1, ?2, ?3, ?4, 'running')",
+            )?
+            .execute(params![&state.name, narrative, ms(started_at), ms(scheduled_at)])?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
-    /// Records the outputs of a run's acts, in order, in one statement.
+    /// Records the outputs of a run's acts, in order, in one transaction.
     ///
     /// # Errors
     ///
@@ -495,22 +591,29 @@ impl Store {
         if outputs.is_empty() {
             return Ok(());
         }
-        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) ",
-        );
-        builder.push_values(outputs.iter().enumerate(), |mut row, (position, output)| {
-            row.push_bind(run_id)
-                .push_bind(position as i64)
-                .push_bind(&output.act)
-                .push_bind(&output.provider)
-                .push_bind(&output.model)
-                .push_bind(&output.text)
-                .push_bind(output.input_tokens as i64)
-                .push_bind(output.output_tokens as i64)
-                .push_bind(output.duration.as_millis() as i64);
-        });
-        builder.build().execute(&self.pool).await?;
-        Ok(())
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for (position, output) in outputs.iter().enumerate() {
+                    insert.execute(params![
+                        run_id,
+                        position as i64,
+                        &output.act,
+                        &output.provider,
+                        &output.model,
+                        &output.text,
+                        output.input_tokens as i64,
+                        output.output_tokens as i64,
+                        output.duration.as_millis() as i64,
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
     }
 
     /// Records the end of a run and the actor's new state, together.
@@ -527,17 +630,15 @@ impl Store {
         finished_at: DateTime<Utc>,
         state: &ActorState,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE runs SET outcome = $1, error = $2, finished_at = $3 WHERE id = $4")
-            .bind(outcome.as_str())
-            .bind(error)
-            .bind(ms(finished_at))
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        save_actor(&mut tx, state).await?;
-        tx.commit().await?;
-        Ok(())
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
+                "UPDATE runs SET outcome = ?1, error = ?2, finished_at = ?3 WHERE id = ?4",
+            )?
+            .execute(params![outcome.as_str(), error, ms(finished_at), run_id])?;
+            save_actor(&tx, state)?;
+            tx.commit()
+        })
     }
 
     /// The latest runs, newest first, optionally of one actor.
@@ -550,27 +651,24 @@ impl Store {
         actor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs WHERE ($1 IS NULL OR actor = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(actor)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT * FROM runs WHERE (?1 IS NULL OR actor = ?1) ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![actor, i64::from(limit)], |r| {
                 Ok(RunRecord {
-                    id: r.try_get("id")?,
-                    actor: r.try_get("actor")?,
-                    narrative: r.try_get("narrative")?,
-                    started_at: from_ms(r.try_get("started_at")?).unwrap_or_default(),
-                    scheduled_at: from_ms(r.try_get("scheduled_at")?),
-                    finished_at: from_ms(r.try_get("finished_at")?),
-                    outcome: RunOutcome::parse(&r.try_get::<String, _>("outcome")?),
-                    error: r.try_get("error")?,
+                    id: r.get("id")?,
+                    actor: r.get("actor")?,
+                    narrative: r.get("narrative")?,
+                    started_at: from_ms(r.get("started_at")?).unwrap_or_default(),
+                    scheduled_at: from_ms(r.get("scheduled_at")?),
+                    finished_at: from_ms(r.get("finished_at")?),
+                    outcome: RunOutcome::parse(&r.get::<_, String>("outcome")?),
+                    error: r.get("error")?,
                 })
-            })
+            })?
             .collect()
+        })
     }
 
     /// Outputs of a run's acts, in order: `(act, output)`.
@@ -579,36 +677,42 @@ impl Store {
     ///
     /// On a database error.
     pub async fn act_outputs(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT act, output FROM act_outputs WHERE run_id = $1 ORDER BY position")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("act")?, r.try_get("output")?)))
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT act, output FROM act_outputs WHERE run_id = ?1 ORDER BY position",
+            )?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
+        })
     }
 
-    /// Deletes finished runs (and their act outputs) that started before `before`.
+    /// Deletes finished runs (and their act outputs) that started before `before`, a
+    /// thousand runs per transaction so other store calls are never held up for long.
     ///
     /// # Errors
     ///
     /// On a database error.
     #[tracing::instrument(name = "store.prune_runs", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "delete"))]
     pub async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM act_outputs WHERE run_id IN (SELECT id FROM runs WHERE outcome <> 'running' AND started_at < $1)")
-            .bind(ms(before))
-            .execute(&mut *tx)
-            .await?;
-        let deleted =
-            sqlx::query("DELETE FROM runs WHERE outcome <> 'running' AND started_at < $1")
-                .bind(ms(before))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        tx.commit().await?;
-        Ok(deleted)
+        let mut deleted = 0;
+        loop {
+            let n = self.with(|conn| {
+                let tx = conn.transaction()?;
+                let ids = "SELECT id FROM runs WHERE outcome <> 'running' AND started_at < ?1 ORDER BY started_at LIMIT 1000";
+                tx.execute(
+                    &format!("DELETE FROM act_outputs WHERE run_id IN ({ids})"),
+                    [ms(before)],
+                )?;
+                let n = tx.execute(&format!("DELETE FROM runs WHERE id IN ({ids})"), [ms(before)])?;
+                tx.commit()?;
+                Ok(n as u64)
+            })?;
+            deleted += n;
+            if n < 1000 {
+                return Ok(deleted);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Number of run records kept.
@@ -617,10 +721,8 @@ impl Store {
     ///
     /// On a database error.
     pub async fn run_count(&self) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM runs")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>("n")? as u64)
+        self.with(|conn| conn.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
     }
 
     // --- posts --------------------------------------------------------------------------
@@ -640,29 +742,29 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
         let hash = content_hash(content);
-        let inserted = sqlx::query(
-            "INSERT INTO posts (target, content, content_hash, status, source_actor, source_run, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (target, content_hash) DO NOTHING RETURNING id",
-        )
-        .bind(target)
-        .bind(content)
-        .bind(&hash)
-        .bind(status.as_str())
-        .bind(source.map(|s| s.0))
-        .bind(source.map(|s| s.1))
-        .bind(ms(now))
-        // Stepped to its end (see `start_run`).
-        .fetch_all(&self.pool)
-        .await?;
-        if let Some(row) = inserted.first() {
-            return Ok(Enqueued::New(row.try_get("id")?));
-        }
-        let row = sqlx::query("SELECT id FROM posts WHERE target = $1 AND content_hash = $2")
-            .bind(target)
-            .bind(&hash)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Enqueued::Duplicate(row.try_get("id")?))
+        self.with(|conn| {
+            let inserted = returning(
+                conn,
+                "INSERT INTO posts (target, content, content_hash, status, source_actor, source_run, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (target, content_hash) DO NOTHING RETURNING id",
+                params![
+                    target,
+                    content,
+                    &hash,
+                    status.as_str(),
+                    source.map(|s| s.0),
+                    source.map(|s| s.1),
+                    ms(now)
+                ],
+                |r| r.get(0),
+            )?;
+            if let Some(id) = inserted {
+                return Ok(Enqueued::New(id));
+            }
+            conn.prepare_cached("SELECT id FROM posts WHERE target = ?1 AND content_hash = ?2")?
+                .query_row(params![target, &hash], |r| r.get(0))
+                .map(Enqueued::Duplicate)
+        })
     }
 
     /// Posts with `status`, oldest first, optionally for one target.
@@ -676,15 +778,16 @@ impl Store {
         target: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM posts WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR target = $2) ORDER BY id LIMIT $3",
-        )
-        .bind(status.map(PostStatus::as_str))
-        .bind(target)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(post_from_row).collect()
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT * FROM posts WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR target = ?2) ORDER BY id LIMIT ?3",
+            )?
+            .query_map(
+                params![status.map(PostStatus::as_str), target, i64::from(limit)],
+                post_from_row,
+            )?
+            .collect()
+        })
     }
 
     /// One post.
@@ -693,11 +796,11 @@ impl Store {
     ///
     /// On a database error.
     pub async fn post(&self, id: i64) -> Result<Option<Post>, StoreError> {
-        let row = sqlx::query("SELECT * FROM posts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(post_from_row).transpose()
+        self.with(|conn| {
+            conn.prepare_cached("SELECT * FROM posts WHERE id = ?1")?
+                .query_row([id], post_from_row)
+                .optional()
+        })
     }
 
     /// Number of posts per status.
@@ -706,13 +809,13 @@ impl Store {
     ///
     /// On a database error.
     pub async fn post_counts(&self) -> Result<Vec<(PostStatus, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM posts GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, i64)> = self.with(|conn| {
+            conn.prepare_cached("SELECT status, COUNT(*) FROM posts GROUP BY status")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
         let mut out: Vec<(PostStatus, u64)> = PostStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        for r in rows {
-            let status: String = r.try_get("status")?;
-            let n: i64 = r.try_get("n")?;
+        for (status, n) in rows {
             if let Some(slot) = out.iter_mut().find(|(s, _)| s.as_str() == status) {
                 slot.1 = n as u64;
             }
@@ -746,13 +849,12 @@ impl Store {
                 verb: verb.into(),
             });
         }
-        sqlx::query("UPDATE posts SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
-            .bind(to.as_str())
-            .bind(ms(now))
-            .bind(id)
-            .bind(post.status.as_str())
-            .execute(&self.pool)
-            .await?;
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE posts SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
+                params![to.as_str(), ms(now), id, post.status.as_str()],
+            )
+        })?;
         Ok(())
     }
 
@@ -767,15 +869,14 @@ impl Store {
         target: &str,
         source_actor: Option<&str>,
     ) -> Result<Option<Post>, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM posts WHERE target = $1 AND status IN ('sending', 'approved') AND ($2 IS NULL OR source_actor = $2) \
-             ORDER BY CASE status WHEN 'sending' THEN 0 ELSE 1 END, updated_at, id LIMIT 1",
-        )
-        .bind(target)
-        .bind(source_actor)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(post_from_row).transpose()
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT * FROM posts WHERE target = ?1 AND status IN ('sending', 'approved') AND (?2 IS NULL OR source_actor = ?2) \
+                 ORDER BY CASE status WHEN 'sending' THEN 0 ELSE 1 END, updated_at, id LIMIT 1",
+            )?
+            .query_row(params![target, source_actor], post_from_row)
+            .optional()
+        })
     }
 
     /// Marks a post as being sent, before the request goes out.
@@ -785,12 +886,10 @@ impl Store {
     /// On a database error.
     #[tracing::instrument(name = "store.mark_sending", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_sending(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE posts SET status = 'sending', attempts = attempts + 1, updated_at = $1 WHERE id = $2")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.execute(
+            "UPDATE posts SET status = 'sending', attempts = attempts + 1, updated_at = ?1 WHERE id = ?2",
+            params![ms(now), id],
+        )
     }
 
     /// Records that part `parts_sent - 1` of a post was accepted, with its message id.
@@ -805,8 +904,10 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update_parts(id, parts_sent, message_ids, false, now)
-            .await
+        self.execute(
+            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, updated_at = ?3 WHERE id = ?4",
+            params![i64::from(parts_sent), message_ids.join(","), ms(now), id],
+        )
     }
 
     /// Records the last part of a post as accepted and the post as posted, in one statement.
@@ -822,32 +923,10 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.update_parts(id, parts_sent, message_ids, true, now)
-            .await
-    }
-
-    /// The write behind [`Store::record_part`] and [`Store::record_last_part`].
-    async fn update_parts(
-        &self,
-        id: i64,
-        parts_sent: u32,
-        message_ids: &[String],
-        posted: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let sql = if posted {
-            "UPDATE posts SET parts_sent = $1, message_ids = $2, status = 'posted', posted_at = $3, updated_at = $3, last_error = NULL WHERE id = $4"
-        } else {
-            "UPDATE posts SET parts_sent = $1, message_ids = $2, updated_at = $3 WHERE id = $4"
-        };
-        sqlx::query(sql)
-            .bind(i64::from(parts_sent))
-            .bind(message_ids.join(","))
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.execute(
+            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, status = 'posted', posted_at = ?3, updated_at = ?3, last_error = NULL WHERE id = ?4",
+            params![i64::from(parts_sent), message_ids.join(","), ms(now), id],
+        )
     }
 
     /// Marks a post as posted (every part accepted).
@@ -857,12 +936,10 @@ impl Store {
     /// On a database error.
     #[tracing::instrument(name = "store.mark_posted", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_posted(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE posts SET status = 'posted', posted_at = $1, updated_at = $1, last_error = NULL WHERE id = $2")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.execute(
+            "UPDATE posts SET status = 'posted', posted_at = ?1, updated_at = ?1, last_error = NULL WHERE id = ?2",
+            params![ms(now), id],
+        )
     }
 
     /// Records a failed send; the post stays in the queue (`sending`) and is retried, with the
@@ -877,72 +954,74 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE posts SET last_error = $1, updated_at = $2 WHERE id = $3")
-            .bind(error)
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.execute(
+            "UPDATE posts SET last_error = ?1, updated_at = ?2 WHERE id = ?3",
+            params![error, ms(now), id],
+        )
+    }
+
+    /// One prepared write.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+        self.with(|conn| conn.prepare_cached(sql)?.execute(params).map(drop))
     }
 }
 
-async fn save_actor(conn: &mut sqlx::SqliteConnection, s: &ActorState) -> Result<(), StoreError> {
-    sqlx::query(
+fn save_actor(conn: &Connection, s: &ActorState) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO actors (name, last_run_at, last_success_at, last_outcome, next_run_at, consecutive_failures, circuit, circuit_open_until, ever_succeeded) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (name) DO UPDATE SET last_run_at = $2, last_success_at = $3, last_outcome = $4, next_run_at = $5, \
-         consecutive_failures = $6, circuit = $7, circuit_open_until = $8, ever_succeeded = $9",
-    )
-    .bind(&s.name)
-    .bind(s.last_run_at.map(ms))
-    .bind(s.last_success_at.map(ms))
-    .bind(s.last_outcome.map(RunOutcome::as_str))
-    .bind(s.next_run_at.map(ms))
-    .bind(i64::from(s.consecutive_failures))
-    .bind(s.circuit.as_str())
-    .bind(s.circuit_open_until.map(ms))
-    .bind(s.ever_succeeded)
-    .execute(conn)
-    .await?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (name) DO UPDATE SET last_run_at = ?2, last_success_at = ?3, last_outcome = ?4, next_run_at = ?5, \
+         consecutive_failures = ?6, circuit = ?7, circuit_open_until = ?8, ever_succeeded = ?9",
+    )?
+    .execute(params![
+        &s.name,
+        s.last_run_at.map(ms),
+        s.last_success_at.map(ms),
+        s.last_outcome.map(RunOutcome::as_str),
+        s.next_run_at.map(ms),
+        i64::from(s.consecutive_failures),
+        s.circuit.as_str(),
+        s.circuit_open_until.map(ms),
+        s.ever_succeeded,
+    ])?;
     Ok(())
 }
 
-fn actor_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ActorState, StoreError> {
+fn actor_from_row(r: &Row<'_>) -> rusqlite::Result<ActorState> {
     Ok(ActorState {
-        name: r.try_get("name")?,
-        last_run_at: from_ms(r.try_get("last_run_at")?),
-        last_success_at: from_ms(r.try_get("last_success_at")?),
+        name: r.get("name")?,
+        last_run_at: from_ms(r.get("last_run_at")?),
+        last_success_at: from_ms(r.get("last_success_at")?),
         last_outcome: r
-            .try_get::<Option<String>, _>("last_outcome")?
+            .get::<_, Option<String>>("last_outcome")?
             .map(|s| RunOutcome::parse(&s)),
-        next_run_at: from_ms(r.try_get("next_run_at")?),
-        consecutive_failures: r.try_get::<i64, _>("consecutive_failures")? as u32,
-        circuit: Circuit::parse(&r.try_get::<String, _>("circuit")?),
-        circuit_open_until: from_ms(r.try_get("circuit_open_until")?),
-        ever_succeeded: r.try_get("ever_succeeded")?,
+        next_run_at: from_ms(r.get("next_run_at")?),
+        consecutive_failures: r.get::<_, i64>("consecutive_failures")? as u32,
+        circuit: Circuit::parse(&r.get::<_, String>("circuit")?),
+        circuit_open_until: from_ms(r.get("circuit_open_until")?),
+        ever_succeeded: r.get("ever_succeeded")?,
     })
 }
 
-fn post_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Post, StoreError> {
-    let status: String = r.try_get("status")?;
-    let ids: String = r.try_get("message_ids")?;
+fn post_from_row(r: &Row<'_>) -> rusqlite::Result<Post> {
+    let status: String = r.get("status")?;
+    let ids: String = r.get("message_ids")?;
     Ok(Post {
-        id: r.try_get("id")?,
-        target: r.try_get("target")?,
-        content: r.try_get("content")?,
+        id: r.get("id")?,
+        target: r.get("target")?,
+        content: r.get("content")?,
         status: status.parse().unwrap_or(PostStatus::Pending),
-        source_actor: r.try_get("source_actor")?,
-        created_at: from_ms(r.try_get("created_at")?).unwrap_or_default(),
-        posted_at: from_ms(r.try_get("posted_at")?),
+        source_actor: r.get("source_actor")?,
+        created_at: from_ms(r.get("created_at")?).unwrap_or_default(),
+        posted_at: from_ms(r.get("posted_at")?),
         message_ids: ids
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        parts_sent: r.try_get::<i64, _>("parts_sent")? as u32,
-        attempts: r.try_get::<i64, _>("attempts")? as u32,
-        last_error: r.try_get("last_error")?,
+        parts_sent: r.get::<_, i64>("parts_sent")? as u32,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        last_error: r.get("last_error")?,
     })
 }
 
@@ -1077,6 +1156,104 @@ mod tests {
         assert_eq!(store.run_count().await.unwrap(), 1);
         assert!(store.act_outputs(id).await.unwrap().is_empty());
         assert_eq!(store.recent_runs(None, 5).await.unwrap()[0].id, recent);
+    }
+
+    /// A store written by the releases that used sqlx: migrations 1 and 2 recorded in
+    /// `_sqlx_migrations` (as sqlx creates it), a run and a post.
+    fn sqlx_era_store(dir: &Path) {
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);",
+        )
+        .unwrap();
+        for (version, (name, sql)) in MIGRATIONS.iter().enumerate().take(2) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, 1, x'00', 1)",
+                params![version as i64 + 1, name],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO runs (actor, started_at, scheduled_at, outcome) VALUES ('a', 1000, 1000, 'success'); \
+             INSERT INTO posts (target, content, content_hash, status, created_at, updated_at) VALUES ('log', 'kept', 'h', 'approved', 1, 1);",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_from_the_sqlx_releases_is_adopted_and_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        sqlx_era_store(dir.path());
+        let store = Store::open(dir.path(), None).await.unwrap();
+        assert_eq!(store.run_count().await.unwrap(), 1);
+        let posts = store.posts(None, None, 10).await.unwrap();
+        assert_eq!(posts[0].content, "kept");
+        // Migration 3 (indexes) was applied on top, and is recorded.
+        let (indexes, version): (i64, i64) = store
+            .with(|c| {
+                Ok((
+                    c.query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs_by_start'",
+                        [],
+                        |r| r.get(0),
+                    )?,
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((indexes, version), (1, MIGRATIONS.len() as i64));
+        store.close().await;
+        // Opening again applies nothing twice.
+        Store::open(dir.path(), None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_from_a_newer_release_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path(), None).await.unwrap().close().await;
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = crate::error_chain(&Store::open(dir.path(), None).await.unwrap_err());
+        assert!(e.contains("schema version 99"), "{e}");
+        assert!(e.contains("newer than this bot-server knows (3)"), "{e}");
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        store.close().await;
+        assert!(matches!(store.ping().await, Err(StoreError::Closed)));
+        // Closing checkpointed the WAL into the database and removed it.
+        assert!(!dir.path().join(format!("{DB_FILE}-wal")).exists());
+    }
+
+    #[tokio::test]
+    async fn sqlite_urls_name_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("elsewhere.db");
+        let url = format!("sqlite://{}", file.display());
+        Store::open(&dir.path().join("unused"), Some(&url))
+            .await
+            .unwrap()
+            .close()
+            .await;
+        assert!(file.exists());
+        assert!(!dir.path().join("unused").exists());
+        let e = Store::open(dir.path(), Some("sqlite://x.db?mode=ro"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use `sqlite://PATH`"), "{e}");
     }
 
     #[tokio::test]

@@ -427,7 +427,6 @@ type = "Immediate"
         clock: Some(Clock::starting_at(start)),
         discord_token: Some(Secret::new(DISCORD_TOKEN)),
         llm: Some(llm),
-        store_acquire_timeout: Some(PAUSED_CLOCK_ACQUIRE_TIMEOUT),
         ..Default::default()
     };
     let running = Running::start(std::sync::Arc::new(

@@ -15,8 +15,6 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// See `Store::open_with`: on a paused clock, time races ahead while SQLite works.
-pub const PAUSED_CLOCK_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(365 * 86400);
 pub const CHANNEL: u64 = 111_222_333;
 pub const DISCORD_TOKEN: &str = "test-bot-token-SECRET";
 pub const GEMINI_KEY: &str = "test-gemini-key-SECRET";
@@ -113,7 +111,6 @@ type = "log"
         let options = AppOptions {
             discord_token: Some(Secret::new(DISCORD_TOKEN)),
             llm: Some(llm),
-            store_acquire_timeout: Some(PAUSED_CLOCK_ACQUIRE_TIMEOUT),
             ..Default::default()
         };
         Arc::new(App::build(config, options).await.unwrap())
