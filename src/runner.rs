@@ -72,7 +72,7 @@ pub async fn run_actor(
     match actor.action {
         Action::Publish => {
             if let Some(post) = app.store.next_to_publish(&target, None).await? {
-                publish(app, actor, &post).await?;
+                publish(app, actor, &post, Attempt::New).await?;
                 summary.published.push(post.id);
             }
         }
@@ -86,7 +86,7 @@ pub async fn run_actor(
                 else {
                     break;
                 };
-                publish(app, actor, &post).await?;
+                publish(app, actor, &post, Attempt::New).await?;
                 summary.published.push(post.id);
             }
             let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
@@ -104,10 +104,11 @@ pub async fn run_actor(
             }
             match app
                 .store
+                // Queued as `sending`: it goes out now (one write instead of two).
                 .enqueue(
                     &target,
                     &text,
-                    PostStatus::Approved,
+                    PostStatus::Sending,
                     Some((&actor.name, run_id)),
                     app.clock.now(),
                 )
@@ -119,16 +120,16 @@ pub async fn run_actor(
                         id,
                         target: target.clone(),
                         content: text,
-                        status: PostStatus::Approved,
+                        status: PostStatus::Sending,
                         source_actor: Some(actor.name.clone()),
                         created_at: app.clock.now(),
                         posted_at: None,
                         message_ids: Vec::new(),
                         parts_sent: 0,
-                        attempts: 0,
+                        attempts: 1,
                         last_error: None,
                     };
-                    publish(app, actor, &post).await?;
+                    publish(app, actor, &post, Attempt::Counted).await?;
                     summary.published.push(id);
                 }
                 Enqueued::Duplicate(existing) => {
@@ -256,8 +257,16 @@ async fn run_narrative(
     Ok(result?)
 }
 
+/// Whether a send attempt still has to be recorded before the request goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    New,
+    /// The post was queued as `sending`, its first attempt counted.
+    Counted,
+}
+
 /// Sends every part of `post` not yet accepted, recording each accepted part.
-async fn publish(app: &App, actor: &Actor, post: &Post) -> Result<(), RunError> {
+async fn publish(app: &App, actor: &Actor, post: &Post, attempt: Attempt) -> Result<(), RunError> {
     let parts = split_message(&post.content, MAX_MESSAGE_CHARS);
     let span = tracing::info_span!(
         "discord.post",
@@ -268,7 +277,7 @@ async fn publish(app: &App, actor: &Actor, post: &Post) -> Result<(), RunError> 
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,
     );
-    publish_parts(app, actor, post, &parts)
+    publish_parts(app, actor, post, &parts, attempt)
         .instrument(span)
         .await
 }
@@ -278,8 +287,11 @@ async fn publish_parts(
     actor: &Actor,
     post: &Post,
     parts: &[String],
+    attempt: Attempt,
 ) -> Result<(), RunError> {
-    app.store.mark_sending(post.id, app.clock.now()).await?;
+    if attempt == Attempt::New {
+        app.store.mark_sending(post.id, app.clock.now()).await?;
+    }
     let counts_as_discord = !matches!(actor.target, crate::config::Target::Log);
     let mut ids = post.message_ids.clone();
     for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {

@@ -8,6 +8,14 @@
 //! state are written together, and a post moves `approved → sending → posted` with the
 //! Discord message id stored before `posted`.
 //!
+//! Run bookkeeping (a run's start, its acts' outputs, its end and the actor's new state) is
+//! written behind: kept in memory and committed together with the next write that must be
+//! durable (a post entering the queue, a Discord message id) or at most
+//! [`WRITE_BEHIND`] later, so most runs cost one or two commits instead of six. What a crash
+//! can lose is the record of runs of the last few milliseconds, never a post or a message
+//! id: a post is written, with every run record before it, before it is sent. Reads of runs
+//! and actors see the written-behind records (they are committed first).
+//!
 //! Queries run on the calling thread (rusqlite), on one connection behind a mutex. A store
 //! call is a few prepared statements on a local file, tens of microseconds with the WAL
 //! journal (no fsync per commit), so it is cheaper to run it where it is called than to hand
@@ -21,14 +29,21 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "bot-server.db";
 
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest run bookkeeping stays uncommitted when no durable write carries it.
+pub const WRITE_BEHIND: Duration = Duration::from_millis(10);
+
+/// Written-behind records beyond which the write that adds one commits them at once.
+const MAX_PENDING: usize = 1024;
 
 /// The schema, in order. The database's `user_version` is the number of migrations applied.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -258,9 +273,183 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    /// `None` once closed.
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Conn>,
     location: String,
+    /// Wakes the task that commits written-behind records.
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    /// `None` once closed.
+    db: Option<Connection>,
+    /// Written-behind run bookkeeping, oldest first.
+    pending: Vec<Deferred>,
+    /// Run ids are handed out here so that a run's start can be written behind. Only
+    /// `serve` records runs, and one server uses a state store at a time.
+    next_run_id: i64,
+}
+
+/// A written-behind record.
+#[derive(Debug)]
+enum Deferred {
+    StartRun {
+        id: i64,
+        actor: String,
+        narrative: Option<String>,
+        started_at: i64,
+        scheduled_at: i64,
+    },
+    Acts {
+        run_id: i64,
+        outputs: Vec<ActRow>,
+    },
+    FinishRun {
+        run_id: i64,
+        outcome: RunOutcome,
+        error: Option<String>,
+        finished_at: i64,
+        state: ActorState,
+    },
+}
+
+#[derive(Debug)]
+struct ActRow {
+    act: String,
+    provider: String,
+    model: String,
+    text: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    duration_ms: i64,
+}
+
+impl Deferred {
+    fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Self::StartRun {
+                id,
+                actor,
+                narrative,
+                started_at,
+                scheduled_at,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO runs (id, actor, narrative, started_at, scheduled_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+                )?
+                .execute(params![id, actor, narrative, started_at, scheduled_at])?;
+            }
+            Self::Acts { run_id, outputs } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for (position, o) in outputs.iter().enumerate() {
+                    insert.execute(params![
+                        run_id,
+                        position as i64,
+                        o.act,
+                        o.provider,
+                        o.model,
+                        o.text,
+                        o.input_tokens,
+                        o.output_tokens,
+                        o.duration_ms,
+                    ])?;
+                }
+            }
+            Self::FinishRun {
+                run_id,
+                outcome,
+                error,
+                finished_at,
+                state,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE runs SET outcome = ?1, error = ?2, finished_at = ?3 WHERE id = ?4",
+                )?
+                .execute(params![outcome.as_str(), error, finished_at, run_id])?;
+                save_actor(conn, state)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::StartRun { id, actor, .. } => format!("start of run {id} of actor `{actor}`"),
+            Self::Acts { run_id, .. } => format!("act outputs of run {run_id}"),
+            Self::FinishRun { run_id, state, .. } => {
+                format!("end of run {run_id} of actor `{}`", state.name)
+            }
+        }
+    }
+}
+
+/// Runs `f` in one transaction with the written-behind records, which are then gone from
+/// `pending`. Each record is applied in a savepoint: one that fails (it cannot, short of a
+/// bug or a hand-edited database) is logged and dropped, the others are kept. When the
+/// transaction itself fails (lock timeout, disk full), nothing is written and `pending`
+/// keeps every record for the next try. The outer result is the transaction's, the inner
+/// one `f`'s (a failed `f` leaves nothing half-written: it is one statement or a savepoint).
+fn with_pending<T>(
+    conn: &mut Connection,
+    pending: &mut Vec<Deferred>,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<rusqlite::Result<T>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for op in pending.iter() {
+        let applied = conn.savepoint().and_then(|sp| {
+            op.apply(&sp)?;
+            sp.commit()
+        });
+        if let Err(err) = applied {
+            tracing::error!(record = %op.describe(), cause = %err, "state store: cannot write a run record; dropping it");
+        }
+    }
+    let result = f(conn);
+    if let Err(err) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(err);
+    }
+    pending.clear();
+    Ok(result)
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(db) = conn.db.as_mut()
+            && !conn.pending.is_empty()
+            && let Err(err) = with_pending(db, &mut conn.pending, |_| Ok(()))
+        {
+            tracing::error!(records = conn.pending.len(), cause = %err, "state store: run records not written at exit");
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Commits written-behind records at most [`WRITE_BEHIND`] after the first of them, when no
+/// durable write has carried them before. Ends when the store is closed or dropped.
+async fn write_behind(inner: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        tokio::time::sleep(WRITE_BEHIND).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match (Store { inner }).with(|_| Ok(())) {
+            Ok(()) => {}
+            Err(StoreError::Closed) => return,
+            Err(err) => {
+                tracing::warn!(cause = %crate::error_chain(&err), "state store: cannot commit run records; retrying");
+                wake.notify_one();
+            }
+        }
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -372,6 +561,23 @@ fn migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Marks runs left `running` by a process that died as `interrupted`.
+fn recover(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    // A run the process died in still counts as the actor's last run, so an interval actor
+    // continues from it instead of firing again at once.
+    tx.execute(
+        "INSERT INTO actors (name, last_run_at) SELECT actor, MAX(started_at) FROM runs WHERE outcome = 'running' GROUP BY actor \
+         ON CONFLICT (name) DO UPDATE SET last_run_at = MAX(COALESCE(actors.last_run_at, 0), excluded.last_run_at)",
+        [],
+    )?;
+    tx.execute(
+        "UPDATE runs SET outcome = 'interrupted', error = 'the server stopped during this run' WHERE outcome = 'running'",
+        [],
+    )?;
+    tx.commit()
+}
+
 /// Runs `sql` and reads its first row, stepping the statement to its end: a write with
 /// `RETURNING` is only finished (and its transaction committed) when it is.
 fn returning<T>(
@@ -413,14 +619,33 @@ impl Store {
         };
         let mut conn = connect(&path, &location)?;
         migrate(&mut conn, &location)?;
-        let store = Self {
-            inner: Arc::new(Inner {
-                conn: Mutex::new(Some(conn)),
-                location,
+        recover(&mut conn).map_err(|source| StoreError::Open {
+            location: location.clone(),
+            source,
+        })?;
+        let last_run_id: i64 = conn
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0), COALESCE((SELECT MAX(id) FROM runs), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::Query)?;
+        let wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            conn: Mutex::new(Conn {
+                db: Some(conn),
+                pending: Vec::new(),
+                next_run_id: last_run_id + 1,
             }),
-        };
-        store.recover()?;
-        Ok(store)
+            location,
+            wake: wake.clone(),
+        });
+        // Without a runtime (not the case in the server), records are committed by the next
+        // durable write, read, close or drop instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(write_behind(Arc::downgrade(&inner), wake));
+        }
+        Ok(Self { inner })
     }
 
     /// Where the store lives, for messages.
@@ -428,39 +653,57 @@ impl Store {
         &self.inner.location
     }
 
-    /// Runs `f` on the connection.
+    fn lock(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock cannot leave SQLite half-written (a statement is
+        // atomic and an unfinished transaction rolls back), so a poisoned lock is safe to
+        // take over.
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the connection, in one transaction with the written-behind records.
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave SQLite half-written (a statement is
-        // atomic and an unfinished transaction rolls back when dropped), so a poisoned lock
-        // is safe to take over.
-        let mut guard = self
-            .inner
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        let mut guard = self.lock();
+        let Conn { db, pending, .. } = &mut *guard;
+        let conn = db.as_mut().ok_or(StoreError::Closed)?;
+        if pending.is_empty() {
+            return Ok(f(conn)?);
+        }
+        Ok(with_pending(conn, pending, f)??)
+    }
+
+    /// Runs `f` without committing the written-behind records first: for reads of the post
+    /// queue, which those records never touch.
+    fn with_queue<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        let conn = guard.db.as_mut().ok_or(StoreError::Closed)?;
         Ok(f(conn)?)
     }
 
-    fn recover(&self) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            // A run the process died in still counts as the actor's last run, so an interval
-            // actor continues from it instead of firing again at once.
-            tx.execute(
-                "INSERT INTO actors (name, last_run_at) SELECT actor, MAX(started_at) FROM runs WHERE outcome = 'running' GROUP BY actor \
-                 ON CONFLICT (name) DO UPDATE SET last_run_at = MAX(COALESCE(actors.last_run_at, 0), excluded.last_run_at)",
-                [],
-            )?;
-            tx.execute(
-                "UPDATE runs SET outcome = 'interrupted', error = 'the server stopped during this run' WHERE outcome = 'running'",
-                [],
-            )?;
-            tx.commit()
-        })
+    /// Writes `record` behind (see the module's documentation).
+    fn defer(&self, record: Deferred) -> Result<(), StoreError> {
+        let mut guard = self.lock();
+        let Conn { db, pending, .. } = &mut *guard;
+        let conn = db.as_mut().ok_or(StoreError::Closed)?;
+        pending.push(record);
+        if pending.len() == 1 {
+            self.inner.wake.notify_one();
+        } else if pending.len() >= MAX_PENDING
+            && let Err(err) = with_pending(conn, pending, |_| Ok(()))
+        {
+            // Not kept: the caller learns that this record was not written.
+            pending.pop();
+            return Err(err.into());
+        }
+        Ok(())
     }
 
     /// Checks the store answers (for `/readyz`).
@@ -469,18 +712,17 @@ impl Store {
     ///
     /// When the database does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+        self.with_queue(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    /// Closes the connection (checkpointing the WAL into the database). Later calls fail
-    /// with [`StoreError::Closed`].
+    /// Commits what is written behind and closes the connection (checkpointing the WAL into
+    /// the database). Later calls fail with [`StoreError::Closed`].
     pub async fn close(&self) {
-        let conn = self
-            .inner
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        if let Err(err) = self.with(|_| Ok(())) {
+            tracing::error!(cause = %crate::error_chain(&err), "state store: run records not written at close");
+        }
+        let conn = self.lock().db.take();
+        self.inner.wake.notify_one();
         if let Some(conn) = conn
             && let Err((_, err)) = conn.close()
         {
@@ -567,18 +809,25 @@ impl Store {
         started_at: DateTime<Utc>,
         scheduled_at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        // One statement: the actor's row is written when the run ends. A run that never ends
+        // Written behind; the actor's row is written when the run ends. A run that never ends
         // (crash) is folded into its actor's `last_run_at` by `recover` at the next start.
-        self.with(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO runs (actor, narrative, started_at, scheduled_at, outcome) VALUES (?1, ?2, ?3, ?4, 'running')",
-            )?
-            .execute(params![&state.name, narrative, ms(started_at), ms(scheduled_at)])?;
-            Ok(conn.last_insert_rowid())
-        })
+        let id = {
+            let mut guard = self.lock();
+            let id = guard.next_run_id;
+            guard.next_run_id += 1;
+            id
+        };
+        self.defer(Deferred::StartRun {
+            id,
+            actor: state.name.clone(),
+            narrative: narrative.map(str::to_owned),
+            started_at: ms(started_at),
+            scheduled_at: ms(scheduled_at),
+        })?;
+        Ok(id)
     }
 
-    /// Records the outputs of a run's acts, in order, in one transaction.
+    /// Records the outputs of a run's acts, in order (written behind).
     ///
     /// # Errors
     ///
@@ -591,32 +840,22 @@ impl Store {
         if outputs.is_empty() {
             return Ok(());
         }
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO act_outputs (run_id, position, act, provider, model, output, input_tokens, output_tokens, duration_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for (position, output) in outputs.iter().enumerate() {
-                    insert.execute(params![
-                        run_id,
-                        position as i64,
-                        &output.act,
-                        &output.provider,
-                        &output.model,
-                        &output.text,
-                        output.input_tokens as i64,
-                        output.output_tokens as i64,
-                        output.duration.as_millis() as i64,
-                    ])?;
-                }
-            }
-            tx.commit()
-        })
+        let outputs = outputs
+            .iter()
+            .map(|o| ActRow {
+                act: o.act.clone(),
+                provider: o.provider.clone(),
+                model: o.model.clone(),
+                text: o.text.clone(),
+                input_tokens: o.input_tokens as i64,
+                output_tokens: o.output_tokens as i64,
+                duration_ms: o.duration.as_millis() as i64,
+            })
+            .collect();
+        self.defer(Deferred::Acts { run_id, outputs })
     }
 
-    /// Records the end of a run and the actor's new state, together.
+    /// Records the end of a run and the actor's new state, together (written behind).
     ///
     /// # Errors
     ///
@@ -630,14 +869,12 @@ impl Store {
         finished_at: DateTime<Utc>,
         state: &ActorState,
     ) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            tx.prepare_cached(
-                "UPDATE runs SET outcome = ?1, error = ?2, finished_at = ?3 WHERE id = ?4",
-            )?
-            .execute(params![outcome.as_str(), error, ms(finished_at), run_id])?;
-            save_actor(&tx, state)?;
-            tx.commit()
+        self.defer(Deferred::FinishRun {
+            run_id,
+            outcome,
+            error: error.map(str::to_owned),
+            finished_at: ms(finished_at),
+            state: state.clone(),
         })
     }
 
@@ -697,7 +934,7 @@ impl Store {
         let mut deleted = 0;
         loop {
             let n = self.with(|conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.savepoint()?;
                 let ids = "SELECT id FROM runs WHERE outcome <> 'running' AND started_at < ?1 ORDER BY started_at LIMIT 1000";
                 tx.execute(
                     &format!("DELETE FROM act_outputs WHERE run_id IN ({ids})"),
@@ -727,7 +964,8 @@ impl Store {
 
     // --- posts --------------------------------------------------------------------------
 
-    /// Queues a post for `target` unless the same normalized text is already there.
+    /// Queues a post for `target` unless the same normalized text is already there. A post
+    /// queued as [`PostStatus::Sending`] (about to be sent) counts its first attempt.
     ///
     /// # Errors
     ///
@@ -745,8 +983,8 @@ impl Store {
         self.with(|conn| {
             let inserted = returning(
                 conn,
-                "INSERT INTO posts (target, content, content_hash, status, source_actor, source_run, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (target, content_hash) DO NOTHING RETURNING id",
+                "INSERT INTO posts (target, content, content_hash, status, source_actor, source_run, created_at, updated_at, attempts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, CASE ?4 WHEN 'sending' THEN 1 ELSE 0 END) ON CONFLICT (target, content_hash) DO NOTHING RETURNING id",
                 params![
                     target,
                     content,
@@ -778,7 +1016,7 @@ impl Store {
         target: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError> {
-        self.with(|conn| {
+        self.with_queue(|conn| {
             conn.prepare_cached(
                 "SELECT * FROM posts WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR target = ?2) ORDER BY id LIMIT ?3",
             )?
@@ -796,7 +1034,7 @@ impl Store {
     ///
     /// On a database error.
     pub async fn post(&self, id: i64) -> Result<Option<Post>, StoreError> {
-        self.with(|conn| {
+        self.with_queue(|conn| {
             conn.prepare_cached("SELECT * FROM posts WHERE id = ?1")?
                 .query_row([id], post_from_row)
                 .optional()
@@ -809,7 +1047,7 @@ impl Store {
     ///
     /// On a database error.
     pub async fn post_counts(&self) -> Result<Vec<(PostStatus, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> = self.with(|conn| {
+        let rows: Vec<(String, i64)> = self.with_queue(|conn| {
             conn.prepare_cached("SELECT status, COUNT(*) FROM posts GROUP BY status")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect()
@@ -869,7 +1107,7 @@ impl Store {
         target: &str,
         source_actor: Option<&str>,
     ) -> Result<Option<Post>, StoreError> {
-        self.with(|conn| {
+        self.with_queue(|conn| {
             conn.prepare_cached(
                 "SELECT * FROM posts WHERE target = ?1 AND status IN ('sending', 'approved') AND (?2 IS NULL OR source_actor = ?2) \
                  ORDER BY CASE status WHEN 'sending' THEN 0 ELSE 1 END, updated_at, id LIMIT 1",
@@ -1124,20 +1362,7 @@ mod tests {
         };
         let old = Utc::now() - chrono::Duration::days(40);
         let id = store.start_run(&state, None, old, old).await.unwrap();
-        let out = crate::narrative::ActOutput {
-            act: "x".into(),
-            text: "t".into(),
-            json: None,
-            provider: "offline".into(),
-            request_model: "m".into(),
-            model: "m".into(),
-            input_tokens: 1,
-            output_tokens: 1,
-            retries: 0,
-            rate_limit_wait: Duration::ZERO,
-            duration: Duration::ZERO,
-        };
-        store.record_acts(id, &[out]).await.unwrap();
+        store.record_acts(id, &[act("t")]).await.unwrap();
         store
             .finish_run(id, RunOutcome::Success, None, old, &state)
             .await
@@ -1254,6 +1479,148 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("use `sqlite://PATH`"), "{e}");
+    }
+
+    /// Runs as another process sees them: committed only.
+    fn committed_runs(dir: &Path) -> i64 {
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn act(text: &str) -> crate::narrative::ActOutput {
+        crate::narrative::ActOutput {
+            act: "x".into(),
+            text: text.into(),
+            json: None,
+            provider: "offline".into(),
+            request_model: "m".into(),
+            model: "m".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            retries: 0,
+            rate_limit_wait: Duration::ZERO,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_records_are_committed_within_the_write_behind_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(committed_runs(dir.path()), 0, "written behind, not yet");
+        // This process reads its own records at once.
+        assert_eq!(store.recent_runs(Some("a"), 1).await.unwrap()[0].id, id);
+        let id2 = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(id2, id + 1);
+        tokio::time::sleep(WRITE_BEHIND * 2).await;
+        assert_eq!(committed_runs(dir.path()), 2);
+    }
+
+    #[tokio::test]
+    async fn a_queued_post_is_committed_with_the_run_records_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        store.record_acts(id, &[act("draft")]).await.unwrap();
+        store
+            .enqueue(
+                "log",
+                "hello",
+                PostStatus::Sending,
+                Some(("a", id)),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        // Without waiting: the post's commit carried the run and its act.
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let (runs, acts, attempts): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM act_outputs), (SELECT attempts FROM posts)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((runs, acts, attempts), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_commits_run_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(committed_runs(dir.path()), 1);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_written_does_not_take_the_others_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        // Outputs of a run that does not exist: refused by the foreign key.
+        store.record_acts(9999, &[act("orphan")]).await.unwrap();
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        store.record_acts(id, &[act("kept")]).await.unwrap();
+        assert_eq!(store.run_count().await.unwrap(), 1);
+        assert!(store.act_outputs(9999).await.unwrap().is_empty());
+        assert_eq!(
+            store.act_outputs(id).await.unwrap(),
+            vec![("x".to_owned(), "kept".to_owned())]
+        );
+    }
+
+    #[tokio::test]
+    async fn run_ids_continue_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let first = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        store.close().await;
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let second = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(second, first + 1);
     }
 
     #[tokio::test]
