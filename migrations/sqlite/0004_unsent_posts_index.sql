@@ -1,3 +1,5 @@
--- Every `post` run first looks for its actor's unsent posts: a small partial index of the
--- posts still to send, so that lookup does not read through every post of the target.
-CREATE INDEX posts_unsent ON posts (target, source_actor) WHERE status IN ('sending', 'approved');
+-- Every `post` run first looks for its actor's unsent posts: by target and source actor, so
+-- the lookup does not read through every unsent post of the target. (Not a partial index:
+-- SQLite re-prepares a statement on every execution when choosing a partial index depended
+-- on the statement's parameters.)
+CREATE INDEX posts_by_source ON posts (target, source_actor, status);
