@@ -188,7 +188,8 @@ impl App {
         };
         check_credentials(&config, &narratives, &llm, token.is_some())?;
         let delivery = Delivery::new(&config.discord, token);
-        let store = Store::open(&config.server.state_dir, database_url.as_deref()).await?;
+        let store =
+            Store::open_for_serving(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
         Ok(Self {
             config: Arc::new(config),

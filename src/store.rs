@@ -95,6 +95,15 @@ pub enum StoreError {
     Query(#[from] rusqlite::Error),
     #[error("state store is closed")]
     Closed,
+    #[error(
+        "state store {location} is in use by another `bot-server serve`{pid} (it holds {lock}); run one server per state directory, or stop the other one first"
+    )]
+    InUse {
+        location: String,
+        lock: String,
+        /// ` (pid N)` when the other process wrote it.
+        pid: String,
+    },
     #[error("state store: commit failed: {0}")]
     Commit(String),
     #[error(
@@ -295,6 +304,9 @@ struct Conn {
     db: Option<Connection>,
     /// The open transaction, if any, and where its outcome is announced.
     batch: Option<watch::Sender<Outcome>>,
+    /// The serving lock ([`Store::open_for_serving`]), held until the store is closed or
+    /// dropped.
+    lock: Option<std::fs::File>,
 }
 
 impl Conn {
@@ -464,6 +476,49 @@ fn migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes the serving lock of the database at `db`: an exclusive lock on `DB.lock`, with this
+/// process's id written in it for the message another server gets.
+fn lock(db: &Path, location: &str) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let dir_err = |source| StoreError::Dir {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(dir_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StoreError::InUse {
+                location: location.to_owned(),
+                lock: path.display().to_string(),
+                pid: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(dir_err(source)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(dir_err)?;
+    Ok(file)
+}
+
 /// Marks runs left `running` by a process that died as `interrupted`.
 fn recover(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
@@ -501,13 +556,37 @@ fn returning<T>(
 
 impl Store {
     /// Opens (creating and migrating) the store in `state_dir`, or at `database_url` when given
-    /// (`DATABASE_URL`, `sqlite://PATH`). Runs found still `running` are marked `interrupted`.
+    /// (`DATABASE_URL`, `sqlite://PATH`), for commands that work next to a running server
+    /// (`bot-server posts`): runs are left as they are.
     ///
     /// # Errors
     ///
     /// When the directory cannot be created or written, the database cannot be opened or
     /// migrated, or the URL is not a SQLite one.
     pub async fn open(state_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
+        Self::open_with(state_dir, database_url, false)
+    }
+
+    /// [`Store::open`] for the server: takes the store's lock file (`bot-server.db.lock`, held
+    /// until the store is dropped, released by the OS if the process dies) so that a second
+    /// server on the same store fails at start instead of running every actor twice, then
+    /// marks runs found still `running` (their process died) as `interrupted`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`], and [`StoreError::InUse`] when another server holds the lock.
+    pub async fn open_for_serving(
+        state_dir: &Path,
+        database_url: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(state_dir, database_url, true)
+    }
+
+    fn open_with(
+        state_dir: &Path,
+        database_url: Option<&str>,
+        serving: bool,
+    ) -> Result<Self, StoreError> {
         let (path, location) = match database_url.filter(|u| !u.trim().is_empty()) {
             Some(url) => (sqlite_path(url.trim())?, "DATABASE_URL".to_owned()),
             None => {
@@ -520,18 +599,26 @@ impl Store {
                 (path, location)
             }
         };
+        let lock = if serving {
+            Some(lock(&path, &location)?)
+        } else {
+            None
+        };
         let mut conn = connect(&path, &location)?;
         migrate(&mut conn, &location)?;
-        recover(&mut conn).map_err(|source| StoreError::Open {
-            location: location.clone(),
-            source,
-        })?;
+        if serving {
+            recover(&mut conn).map_err(|source| StoreError::Open {
+                location: location.clone(),
+                source,
+            })?;
+        }
         let wake = Arc::new(Notify::new());
         let runtime = tokio::runtime::Handle::try_current().ok();
         let inner = Arc::new(Inner {
             conn: Mutex::new(Conn {
                 db: Some(conn),
                 batch: None,
+                lock,
             }),
             location,
             wake: wake.clone(),
@@ -575,7 +662,7 @@ impl Store {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<(T, watch::Receiver<Outcome>), StoreError> {
         let mut guard = self.lock();
-        let Conn { db, batch } = &mut *guard;
+        let Conn { db, batch, .. } = &mut *guard;
         let conn = db.as_mut().ok_or(StoreError::Closed)?;
         let batch = match batch {
             Some(batch) => batch,
@@ -632,12 +719,12 @@ impl Store {
     /// Commits the open transaction and closes the connection (checkpointing the WAL into
     /// the database). Later calls fail with [`StoreError::Closed`].
     pub async fn close(&self) {
-        let conn = {
+        let (conn, lock) = {
             let mut guard = self.lock();
             if let Err(err) = guard.commit() {
                 tracing::error!(cause = %err, "state store: last writes not committed at close");
             }
-            guard.db.take()
+            (guard.db.take(), guard.lock.take())
         };
         self.inner.wake.notify_one();
         if let Some(conn) = conn
@@ -645,6 +732,8 @@ impl Store {
         {
             tracing::warn!(cause = %err, "state store did not close cleanly");
         }
+        // Released once the database is closed.
+        drop(lock);
     }
 
     /// A random value fixed for this store, mixed into Discord nonces so that a new store
@@ -1281,7 +1370,7 @@ mod tests {
     #[tokio::test]
     async fn running_runs_are_interrupted_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), None).await.unwrap();
+        let store = Store::open_for_serving(dir.path(), None).await.unwrap();
         let state = ActorState {
             name: "a".into(),
             ..Default::default()
@@ -1290,8 +1379,15 @@ mod tests {
             .start_run(&state, None, Utc::now(), Utc::now())
             .await
             .unwrap();
+        // A command next to the running server leaves the run alone.
+        let cli = Store::open(dir.path(), None).await.unwrap();
         store.close().await;
-        let store = Store::open(dir.path(), None).await.unwrap();
+        assert_eq!(
+            cli.recent_runs(Some("a"), 10).await.unwrap()[0].outcome,
+            RunOutcome::Running
+        );
+        cli.close().await;
+        let store = Store::open_for_serving(dir.path(), None).await.unwrap();
         let runs = store.recent_runs(Some("a"), 10).await.unwrap();
         assert_eq!(runs[0].id, id);
         assert_eq!(runs[0].outcome, RunOutcome::Interrupted);
@@ -1301,6 +1397,30 @@ mod tests {
             state.last_run_at.map(|t| t.timestamp_millis()),
             Some(runs[0].started_at.timestamp_millis())
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_server_on_the_same_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open_for_serving(dir.path(), None).await.unwrap();
+        let e = Store::open_for_serving(dir.path(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "in use by another `bot-server serve` (pid {})",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("bot-server.db.lock"), "{e}");
+        // Commands that work next to a server still open it.
+        Store::open(dir.path(), None).await.unwrap().close().await;
+        first.close().await;
+        Store::open_for_serving(dir.path(), None)
+            .await
+            .expect("free once the first server closed its store");
     }
 
     #[tokio::test]

@@ -360,6 +360,43 @@ async fn sigterm_past_grace_cancels_between_acts() {
     assert_eq!(runs[0].outcome, RunOutcome::Cancelled, "{runs:?}");
 }
 
+/// A second `serve` on the same state directory stops at start with a message naming the
+/// other server, and leaves the first one running.
+#[tokio::test]
+async fn a_second_server_on_the_same_state_is_refused() {
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.config(
+        "",
+        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let mut first = env.spawn_serve();
+    eventually("the first server posted", LIMIT, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
+    let second = tokio::time::timeout(LIMIT, env.command(&["serve"]).output())
+        .await
+        .expect("the second server stops by itself")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another `bot-server serve` (pid {})",
+            first.id().unwrap()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first server still runs"
+    );
+    signal(first.id().unwrap(), "-TERM");
+    assert!(first.wait().await.unwrap().success());
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+}
+
 /// `kill -9` after Discord accepted a message but before the post was recorded as posted:
 /// after restart the post is re-sent with the same nonce, Discord returns the existing
 /// message, and the channel has exactly one message.
@@ -387,8 +424,9 @@ async fn crash_after_discord_accepted_does_not_post_twice() {
             .unwrap()
             .expect("post stored before sending");
         assert_eq!(post.status, PostStatus::Sending);
+        // As the killed process left it: only the next server decides it was interrupted.
         let runs = store.recent_runs(Some("once"), 5).await.unwrap();
-        assert_eq!(runs[0].outcome, RunOutcome::Interrupted);
+        assert_eq!(runs[0].outcome, RunOutcome::Running);
         store.close().await;
     }
 
@@ -408,6 +446,12 @@ async fn crash_after_discord_accepted_does_not_post_twice() {
     assert_eq!(messages.len(), 1, "posted twice: {messages:?}");
     let post = store.post(1).await.unwrap().unwrap();
     assert_eq!(post.message_ids, vec![messages[0].id.to_string()]);
+    let runs = store.recent_runs(Some("once"), 5).await.unwrap();
+    assert_eq!(
+        runs.last().map(|r| r.outcome),
+        Some(RunOutcome::Interrupted),
+        "the killed run, recovered by the restarted server: {runs:?}"
+    );
     assert_eq!(
         store.posts(None, None, 10).await.unwrap().len(),
         1,
