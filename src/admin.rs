@@ -58,24 +58,29 @@ async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    if wants_openmetrics {
-        (
-            [(
-                header::CONTENT_TYPE,
+    // Encoding thousands of series takes milliseconds of CPU: on the blocking pool, so the
+    // scheduler and the runs keep both worker threads meanwhile.
+    let app = state.app.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        if wants_openmetrics {
+            (
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            state.app.metrics.encode(),
-        )
-            .into_response()
-    } else {
-        (
-            [(
-                header::CONTENT_TYPE,
+                app.metrics.encode(),
+            )
+        } else {
+            (
                 "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            state.app.metrics.encode_prometheus_text(),
-        )
-            .into_response()
+                app.metrics.encode_prometheus_text(),
+            )
+        }
+    })
+    .await;
+    match encoded {
+        Ok((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(err) => {
+            tracing::error!(cause = %err, "encoding /metrics failed");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
