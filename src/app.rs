@@ -191,15 +191,19 @@ impl App {
         let store =
             Store::open_for_serving(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         Ok(Self {
             config: Arc::new(config),
             narratives,
             store,
-            llm,
+            llm: llm.observe_retries({
+                let metrics = metrics.clone();
+                move |provider| metrics.llm_retry(provider)
+            }),
             delivery,
             clock: clock.unwrap_or_else(Clock::system),
             nonce_salt,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
         })
     }
 

@@ -378,6 +378,16 @@ impl Metrics {
     }
 
     /// Records one LLM call's result.
+    /// One retry of an LLM call (counted as it happens, so a call that finally fails counts
+    /// its retries too).
+    pub fn llm_retry(&self, provider: &str) {
+        self.llm_retries
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn llm_call(&self, provider: &str, model: &str, outcome: &str) {
         self.llm_requests
             .get_or_create(&ModelOutcome {
@@ -413,11 +423,6 @@ impl Metrics {
         let provider = ProviderLabels {
             provider: out.provider.clone(),
         };
-        if out.retries > 0 {
-            self.llm_retries
-                .get_or_create(&provider)
-                .inc_by(u64::from(out.retries));
-        }
         if !out.rate_limit_wait.is_zero() {
             self.llm_rate_limit_wait
                 .get_or_create(&provider)

@@ -171,7 +171,11 @@ const DEFAULT_MAX_BACKOFF_SECONDS: u64 = 60;
 #[derive(Clone)]
 pub struct LlmClients {
     providers: Arc<BTreeMap<String, Provider>>,
+    /// Told the provider's name at every retry (see [`LlmClients::observe_retries`]).
+    on_retry: Option<RetryObserver>,
 }
+
+type RetryObserver = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl fmt::Debug for LlmClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -274,7 +278,16 @@ impl LlmClients {
         }
         Ok(Self {
             providers: Arc::new(providers),
+            on_retry: None,
         })
+    }
+
+    /// Calls `observe` with the provider's name each time a call is retried, whether the
+    /// call finally succeeds or not (the server counts retries in its metrics this way).
+    #[must_use]
+    pub fn observe_retries(mut self, observe: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(Arc::new(observe));
+        self
     }
 
     /// Whether `provider` is configured (or built in).
@@ -392,6 +405,9 @@ impl LlmClients {
                 attempt = retries + 1,
                 "llm call failed, retrying"
             );
+            if let Some(observe) = &self.on_retry {
+                observe(&provider.name);
+            }
             tokio::time::sleep(delay).await;
             retries += 1;
         }

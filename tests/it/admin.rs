@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use bot_server::admin::{self, AdminState};
+use bot_server::fakes::llm::Reply;
 use bot_server::scheduler::SchedulerStatus;
 use std::sync::Arc;
 use std::time::Duration;
@@ -411,4 +412,52 @@ async fn binary_metrics_count_discord_rate_limits() {
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;
+}
+
+/// Retries are counted as they happen: a call that fails after all its retries (the provider
+/// is down) shows them in `botticelli_llm_retries_total`, as a call that finally succeeds
+/// does.
+#[tokio::test(start_paused = true)]
+async fn llm_retries_are_counted_when_the_call_finally_fails_too() {
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    // `max_retries = 2` (tests' config): the first call fails after its 2 retries, the
+    // next run's call succeeds after 1.
+    for _ in 0..4 {
+        env.llm.push(Reply::ServerError(503));
+    }
+    let config = env.config(
+        "check_interval_seconds = 5",
+        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let app = env.app(&config).await;
+    let running = Running::start(app.clone());
+    let base = start_admin(AdminState {
+        app: app.clone(),
+        status: running.status.clone(),
+    })
+    .await;
+    eventually("the retried run posted", SECS, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
+    running.stop().await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&text, "botticelli_llm_retries_total{provider=\"gemini\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "botticelli_actor_runs_total{actor=\"once\",outcome=\"failure\"}"
+        ),
+        Some(1.0)
+    );
 }
