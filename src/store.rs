@@ -52,7 +52,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0003_run_indexes.sql"),
     ),
     (
-        "unsent posts index",
+        "posts by source",
         include_str!("../migrations/sqlite/0004_unsent_posts_index.sql"),
     ),
 ];
@@ -332,6 +332,17 @@ impl Conn {
     }
 }
 
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock cannot leave SQLite half-written (a statement is
+        // atomic and an unfinished transaction rolls back), so a poisoned lock is safe to
+        // take over.
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let conn = self
@@ -354,10 +365,7 @@ async fn committer(inner: Weak<Inner>, wake: Arc<Notify>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let mut conn = inner
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conn = inner.conn();
         if conn.db.is_none() {
             return;
         }
@@ -536,24 +544,6 @@ fn recover(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Runs `sql` and reads its first row, stepping the statement to its end: a write with
-/// `RETURNING` is only finished (and its transaction committed) when it is.
-fn returning<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Option<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, read)?;
-    let mut first = None;
-    for row in rows {
-        let row = row?;
-        first.get_or_insert(row);
-    }
-    Ok(first)
-}
-
 impl Store {
     /// Opens (creating and migrating) the store in `state_dir`, or at `database_url` when given
     /// (`DATABASE_URL`, `sqlite://PATH`), for commands that work next to a running server
@@ -636,13 +626,7 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Conn> {
-        // A panic while holding the lock cannot leave SQLite half-written (a statement is
-        // atomic and an unfinished transaction rolls back), so a poisoned lock is safe to
-        // take over.
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.conn()
     }
 
     /// Runs `f`, which only reads, on the connection.
@@ -686,15 +670,10 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let (value, outcome) = self.write_behind(f)?;
-        self.committed(outcome).await?;
-        Ok(value)
-    }
-
-    /// Waits for the commit announced on `outcome`.
-    async fn committed(&self, mut outcome: watch::Receiver<Outcome>) -> Result<(), StoreError> {
+        let (value, mut outcome) = self.write_behind(f)?;
         if !self.inner.committer {
-            return self.lock().commit().map_err(StoreError::Commit);
+            self.lock().commit().map_err(StoreError::Commit)?;
+            return Ok(value);
         }
         let outcome = outcome
             .wait_for(Option::is_some)
@@ -703,7 +682,7 @@ impl Store {
             .clone();
         match outcome {
             Some(Err(err)) => Err(StoreError::Commit(err)),
-            _ => Ok(()),
+            _ => Ok(value),
         }
     }
 
@@ -993,10 +972,12 @@ impl Store {
     ) -> Result<Enqueued, StoreError> {
         let hash = content_hash(content);
         self.write(|conn| {
-            let inserted = returning(
-                conn,
+            let inserted = conn
+                .prepare_cached(
                 "INSERT INTO posts (target, content, content_hash, status, source_actor, source_run, created_at, updated_at, attempts) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, CASE ?4 WHEN 'sending' THEN 1 ELSE 0 END) ON CONFLICT (target, content_hash) DO NOTHING RETURNING id",
+                )?
+                .query_row(
                 params![
                     target,
                     content,
@@ -1007,7 +988,8 @@ impl Store {
                     ms(now)
                 ],
                 |r| r.get(0),
-            )?;
+            )
+                .optional()?;
             if let Some(id) = inserted {
                 return Ok(Enqueued::New(id));
             }
@@ -1100,14 +1082,11 @@ impl Store {
                 verb: verb.into(),
             });
         }
-        self.write(|conn| {
-            conn.execute(
-                "UPDATE posts SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
-                params![to.as_str(), ms(now), id, post.status.as_str()],
-            )
-        })
-        .await?;
-        Ok(())
+        self.execute(
+            "UPDATE posts SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
+            (to.as_str(), ms(now), id, post.status.as_str()),
+        )
+        .await
     }
 
     /// The next post to publish for `target`: a post left `sending` by a crash first, then the
@@ -1152,11 +1131,11 @@ impl Store {
     /// On a database error.
     #[tracing::instrument(name = "store.mark_sending", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_sending(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let commit = self.execute(
+        self.execute(
             "UPDATE posts SET status = 'sending', attempts = attempts + 1, updated_at = ?1 WHERE id = ?2",
-            params![ms(now), id],
-        )?;
-        self.committed(commit).await
+            (ms(now), id),
+        )
+        .await
     }
 
     /// Records that part `parts_sent - 1` of a post was accepted, with its message id.
@@ -1171,11 +1150,8 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let commit = self.execute(
-            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, updated_at = ?3 WHERE id = ?4",
-            params![i64::from(parts_sent), message_ids.join(","), ms(now), id],
-        )?;
-        self.committed(commit).await
+        self.update_parts(id, parts_sent, message_ids, false, now)
+            .await
     }
 
     /// Records the last part of a post as accepted and the post as posted, in one statement.
@@ -1191,11 +1167,8 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let commit = self.execute(
-            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, status = 'posted', posted_at = ?3, updated_at = ?3, last_error = NULL WHERE id = ?4",
-            params![i64::from(parts_sent), message_ids.join(","), ms(now), id],
-        )?;
-        self.committed(commit).await
+        self.update_parts(id, parts_sent, message_ids, true, now)
+            .await
     }
 
     /// Marks a post as posted (every part accepted).
@@ -1205,11 +1178,11 @@ impl Store {
     /// On a database error.
     #[tracing::instrument(name = "store.mark_posted", level = "info", skip_all, fields(db.system = "sqlite", db.operation.name = "update"))]
     pub async fn mark_posted(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let commit = self.execute(
+        self.execute(
             "UPDATE posts SET status = 'posted', posted_at = ?1, updated_at = ?1, last_error = NULL WHERE id = ?2",
-            params![ms(now), id],
-        )?;
-        self.committed(commit).await
+            (ms(now), id),
+        )
+        .await
     }
 
     /// Records a failed send; the post stays in the queue (`sending`) and is retried, with the
@@ -1224,23 +1197,42 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let commit = self.execute(
+        self.execute(
             "UPDATE posts SET last_error = ?1, updated_at = ?2 WHERE id = ?3",
-            params![error, ms(now), id],
-        )?;
-        self.committed(commit).await
+            (error, ms(now), id),
+        )
+        .await
     }
 
-    /// One prepared write in the open transaction; wait for the commit with
-    /// [`Store::committed`]. (Not async itself: SQL parameters are not `Send`.)
-    fn execute(
+    /// The write behind [`Store::record_part`] and [`Store::record_last_part`].
+    async fn update_parts(
+        &self,
+        id: i64,
+        parts_sent: u32,
+        message_ids: &[String],
+        posted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = if posted {
+            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, status = 'posted', posted_at = ?3, updated_at = ?3, last_error = NULL WHERE id = ?4"
+        } else {
+            "UPDATE posts SET parts_sent = ?1, message_ids = ?2, updated_at = ?3 WHERE id = ?4"
+        };
+        self.execute(
+            sql,
+            (i64::from(parts_sent), message_ids.join(","), ms(now), id),
+        )
+        .await
+    }
+
+    /// One statement, durable when this returns.
+    async fn execute(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
-    ) -> Result<watch::Receiver<Outcome>, StoreError> {
-        let ((), outcome) =
-            self.write_behind(|conn| conn.prepare_cached(sql)?.execute(params).map(drop))?;
-        Ok(outcome)
+        params: impl rusqlite::Params + Send,
+    ) -> Result<(), StoreError> {
+        self.write(|conn| conn.prepare_cached(sql)?.execute(params).map(drop))
+            .await
     }
 }
 
