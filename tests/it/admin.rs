@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use bot_server::admin::{self, AdminState};
+use bot_server::app::App;
 use bot_server::fakes::llm::Reply;
 use bot_server::scheduler::SchedulerStatus;
 use std::sync::Arc;
@@ -15,6 +16,17 @@ async fn start_admin(state: AdminState) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(admin::serve(listener, state, std::future::pending()));
     format!("http://{addr}")
+}
+
+/// The scheduler running `app`, and the base URL of an admin server reporting on it.
+async fn run_with_admin(app: &Arc<App>) -> (Running, String) {
+    let running = Running::start(app.clone());
+    let base = start_admin(AdminState {
+        app: app.clone(),
+        status: running.status.clone(),
+    })
+    .await;
+    (running, base)
 }
 
 /// The value of the sample `name{labels}` in a text exposition, if present.
@@ -66,12 +78,7 @@ seconds = 30
 "#,
     );
     let app = env.app(&config).await;
-    let running = Running::start(app.clone());
-    let base = start_admin(AdminState {
-        app: app.clone(),
-        status: running.status.clone(),
-    })
-    .await;
+    let (running, base) = run_with_admin(&app).await;
     eventually("the poster sent one post", SECS, || async {
         env.discord.messages_in(CHANNEL).len() == 1
     })
@@ -277,12 +284,7 @@ async fn readyz_reports_what_is_not_ready() {
         200
     );
 
-    let running = Running::start(app.clone());
-    let base = start_admin(AdminState {
-        app: app.clone(),
-        status: running.status.clone(),
-    })
-    .await;
+    let (running, base) = run_with_admin(&app).await;
     eventually("ready", SECS, || async {
         reqwest::get(format!("{base}/readyz"))
             .await
@@ -320,12 +322,7 @@ async fn healthcheck_command_follows_readyz() {
     let env = TestEnv::new().await;
     let config = env.config("", "");
     let app = env.app(&config).await;
-    let running = Running::start(app.clone());
-    let base = start_admin(AdminState {
-        app: app.clone(),
-        status: running.status.clone(),
-    })
-    .await;
+    let (running, base) = run_with_admin(&app).await;
     let url = format!("{base}/readyz");
     eventually("ready", SECS, || async {
         reqwest::get(&url).await.unwrap().status() == 200
@@ -376,10 +373,7 @@ async fn binary_metrics_count_discord_rate_limits() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    env.config(
-        &format!("admin_listen = \"127.0.0.1:{port}\""),
-        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
-    );
+    env.config(&format!("admin_listen = \"127.0.0.1:{port}\""), ONCE_ACTOR);
     let mut child = env.spawn_serve();
     eventually("posted", SECS, || async {
         env.discord.messages_in(CHANNEL).len() == 1
@@ -426,17 +420,9 @@ async fn llm_retries_are_counted_when_the_call_finally_fails_too() {
     for _ in 0..4 {
         env.llm.push(Reply::ServerError(503));
     }
-    let config = env.config(
-        "check_interval_seconds = 5",
-        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
-    );
+    let config = env.config("check_interval_seconds = 5", ONCE_ACTOR);
     let app = env.app(&config).await;
-    let running = Running::start(app.clone());
-    let base = start_admin(AdminState {
-        app: app.clone(),
-        status: running.status.clone(),
-    })
-    .await;
+    let (running, base) = run_with_admin(&app).await;
     eventually("the retried run posted", SECS, || async {
         env.discord.messages_in(CHANNEL).len() == 1
     })

@@ -366,10 +366,7 @@ async fn sigterm_past_grace_cancels_between_acts() {
 async fn a_second_server_on_the_same_state_is_refused() {
     let env = TestEnv::new().await;
     env.write("one.toml", ONE_ACT);
-    env.config(
-        "",
-        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
-    );
+    env.config("", ONCE_ACTOR);
     let mut first = env.spawn_serve();
     eventually("the first server posted", LIMIT, || async {
         env.discord.messages_in(CHANNEL).len() == 1
@@ -405,10 +402,7 @@ async fn crash_after_discord_accepted_does_not_post_twice() {
     let env = TestEnv::new().await;
     env.write("one.toml", ONE_ACT);
     env.discord.push_failure(Fail::HangAfterCreate);
-    env.config(
-        "",
-        "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
-    );
+    env.config("", ONCE_ACTOR);
     let mut child = env.spawn_serve();
     eventually("Discord accepted the message", LIMIT, || async {
         env.discord.messages_in(CHANNEL).len() == 1

@@ -214,6 +214,8 @@ where
 
 /// A one-act narrative with a fixed prompt.
 pub const ONE_ACT: &str = "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n";
+/// An actor `once` running `one.toml` (write [`ONE_ACT`] there) right away, posting to `chan`.
+pub const ONCE_ACTOR: &str = "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n";
 
 /// A narrative whose single act asks for JSON (a generator).
 pub const GENERATOR: &str = r#"
