@@ -122,6 +122,20 @@ wait_dns() {
     done
     echo "  DNS: $2 resolves in $1 (after $((SECONDS - t))s)"
 }
+# posts_kept BEFORE AFTER WHEN: every post id listed in BEFORE (`bot-server posts list`
+# output) is still listed in AFTER; fails naming the lost ones.
+posts_kept() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import re, sys
+def ids(path):
+    return {int(m.group(1)) for m in (re.match(r"\s*(\d+)\s", l) for l in open(path)) if m}
+before, after, when = ids(sys.argv[1]), ids(sys.argv[2]), sys.argv[3]
+missing = sorted(before - after)
+if missing:
+    sys.exit(f"posts lost across {when}: {missing}")
+print(f"  state kept across {when}: {len(after)} posts, all {len(before)} from before present")
+EOF
+}
 wait_healthy() {
     local deadline=$((SECONDS + ${2:-90}))
     until podman healthcheck run "$1" >"$LOG_DIR/healthcheck.txt" 2>&1; do
@@ -320,15 +334,7 @@ max_run_before="$(sed -n 's/.*run started .* run=\([0-9]*\).*/\1/p' "$LOG_DIR/bo
 podman start botticelli-bot-server >/dev/null 2>"$LOG_DIR/podman-start.log"
 wait_healthy botticelli-bot-server 90
 podman exec botticelli-bot-server bot-server posts list --limit 10000 >"$LOG_DIR/posts-after.txt" 2>>"$LOG_DIR/exec.log"
-python3 - "$LOG_DIR/posts-before.txt" "$LOG_DIR/posts-after.txt" <<'EOF'
-import re, sys
-def ids(path):
-    return {int(m.group(1)) for m in (re.match(r"\s*(\d+)\s", l) for l in open(path)) if m}
-before, after = ids(sys.argv[1]), ids(sys.argv[2])
-missing = sorted(before - after)
-print(f"  posts after start: {len(after)}; every one of the {len(before)} posts from before is still there" if not missing else "")
-sys.exit(f"posts lost across stop/start: {missing}" if missing else 0)
-EOF
+posts_kept "$LOG_DIR/posts-before.txt" "$LOG_DIR/posts-after.txt" stop/start
 # The first run after the restart continues the run ids (a fresh database would start at 1).
 deadline=$((SECONDS + 30))
 first_after=""
@@ -395,14 +401,7 @@ wait_dns botticelli-bot-server jaeger
 f=$(run_doc bot-getent-2 podman exec botticelli-bot-server getent hosts jaeger)
 expect "getent hosts jaeger after recreating the network" "$f" '^[0-9.]+ +jaeger'
 podman exec botticelli-bot-server bot-server posts list --limit 10000 >"$LOG_DIR/posts-after-recreate.txt" 2>>"$LOG_DIR/exec.log"
-python3 - "$LOG_DIR/posts-before.txt" "$LOG_DIR/posts-after-recreate.txt" <<'EOF'
-import re, sys
-def ids(path):
-    return {int(m.group(1)) for m in (re.match(r"\s*(\d+)\s", l) for l in open(path)) if m}
-before, after = ids(sys.argv[1]), ids(sys.argv[2])
-missing = sorted(before - after)
-sys.exit(f"posts lost across down/up: {missing}" if missing else print(f"  state volume kept across down/up: {len(after)} posts, all {len(before)} from before present"))
-EOF
+posts_kept "$LOG_DIR/posts-before.txt" "$LOG_DIR/posts-after-recreate.txt" down/up
 "${CHECK[@]}" target --prom "$PROM" --timeout 60
 
 finish_step
