@@ -23,6 +23,10 @@ default:
 # ---------------------------------------------------------------------------------------------
 # Development
 
+# Install every package the tests and the container stack need, by name (Debian/Ubuntu; root or sudo)
+install-deps *args:
+    scripts/install-deps.sh {{args}}
+
 # Build the release binary on the host
 build:
     cargo build --release --locked
@@ -53,6 +57,14 @@ ci:
 # ---------------------------------------------------------------------------------------------
 # Container image and stack
 
+# Check in seconds that this host can run the stack (netavark + aardvark-dns, runtime, DNS between containers)
+check-host:
+    scripts/check-container-host.sh
+
+# Test the host check: it fails naming aardvark-dns when the backend is forced to CNI, passes otherwise
+test-host-check:
+    scripts/test-check-container-host.sh
+
 # Build the images podman cannot pull on this host (debian, rust, prometheus) from local sources
 build-base-images *args:
     containers/build-base-images.sh {{args}}
@@ -77,6 +89,7 @@ build-otlp-standin:
 
 # Start the full observability stack with the bot-server (builds missing images first)
 start-observability:
+    @scripts/check-container-host.sh
     @echo "🚀 Starting observability stack with bot-server..."
     @podman image exists {{image}} || just build-container
     @podman image exists {{prometheus_image}} || just build-prometheus
@@ -85,6 +98,7 @@ start-observability:
 
 # Start the stack with the OTLP receiver stand-in as `jaeger` and without Grafana (hosts without a registry)
 start-observability-offline:
+    @scripts/check-container-host.sh
     @echo "🚀 Starting bot-server, Prometheus and the OTLP receiver stand-in (no Grafana, not Jaeger)..."
     @podman image exists {{image}} || just build-container
     @podman image exists {{prometheus_image}} || just build-prometheus

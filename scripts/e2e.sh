@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of the container stack (`just e2e`; CI runs it from .ci/run).
 #
-# On a host with podman, podman-compose and (for missing base images) debootstrap, and no
-# image registry, it:
-#   0. checks prerequisites (no botticelli-* containers, free ports);
+# On a host with what scripts/install-deps.sh installs, and no image registry, it:
+#   0. checks prerequisites: the host can run the stack (scripts/check-container-host.sh:
+#      netavark, aardvark-dns, DNS between containers, runtime), no botticelli-* containers,
+#      free ports;
 #   1. builds the missing base images locally (containers/build-base-images.sh);
 #   2. builds the bot-server image through the real Containerfile (--format docker), and the
 #      OTLP receiver stand-in (target otlp-receiver-standin: not Jaeger);
@@ -185,11 +186,12 @@ trap cleanup EXIT
 # ------------------------------------------------------------------------------- 0. prereqs
 step "0. prerequisites"
 for cmd in podman podman-compose python3 curl; do
-    command -v "$cmd" >/dev/null || die "$cmd is not installed (see docs/QUICK_START_OBSERVABILITY.md)"
+    command -v "$cmd" >/dev/null || die "$cmd is not installed (scripts/install-deps.sh installs it)"
 done
-podman --version
-podman-compose --version 2>/dev/null | grep -i 'podman-compose' || true
-echo "CONTAINERS_CONF=$CONTAINERS_CONF"
+# Fails in seconds, naming what to install or set, when this host cannot run the stack
+# (network backend not netavark, no aardvark-dns, no DNS between containers, a runtime that
+# cannot start containers): before any image is built.
+scripts/check-container-host.sh || die "this host cannot run the stack (see above; scripts/install-deps.sh installs what it needs)"
 for c in "${CONTAINERS[@]}" botticelli-grafana; do
     if podman container exists "$c"; then
         die "container $c exists: a stack is running (just stop-observability), or remove it: podman rm -f $c"
