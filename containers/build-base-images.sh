@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds in local Podman storage the images this project's Containerfile and compose file name
-# but that cannot be pulled on hosts without a container registry (our CI, air-gapped sites):
+# but that cannot be pulled on hosts without a container registry (air-gapped sites, CI runners without registry access):
 #
 #   debian      $RUNTIME_IMAGE     (docker.io/library/debian:bookworm-slim): debootstrap minbase
 #   rust        $RUST_IMAGE        (docker.io/library/rust:1.95-slim-bookworm): debian + gcc +
