@@ -187,11 +187,16 @@ impl App {
             None => LlmClients::new(&config.providers)?,
         };
         check_credentials(&config, &narratives, &llm, token.is_some())?;
-        let delivery = Delivery::new(&config.discord, token);
         let store =
             Store::open_for_serving(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let delivery = Delivery::new(&config.discord, token).observe_rate_limits({
+            let metrics = metrics.clone();
+            move || {
+                metrics.discord_rate_limited.inc();
+            }
+        });
         Ok(Self {
             config: Arc::new(config),
             narratives,

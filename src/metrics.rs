@@ -451,11 +451,6 @@ impl Metrics {
     }
 
     fn refresh_process(&self) {
-        let seen = crate::discord::rate_limited_count();
-        let counted = self.discord_rate_limited.get();
-        if seen > counted {
-            self.discord_rate_limited.inc_by(seen - counted);
-        }
         let Some(p) = ProcessStats::read() else {
             return;
         };

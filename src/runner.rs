@@ -55,8 +55,9 @@ pub struct RunSummary {
     pub published: Vec<i64>,
 }
 
-/// Runs `actor` once as run `run_id`. `cancel` stops the narrative between acts; a Discord
-/// send that has started is completed and recorded.
+/// Runs `actor` once as run `run_id`. `cancel` stops the narrative between acts and a Discord
+/// send that waits for a rate limit; a Discord request that has gone out is completed and
+/// recorded.
 ///
 /// # Errors
 ///
@@ -72,7 +73,7 @@ pub async fn run_actor(
     match actor.action {
         Action::Publish => {
             if let Some(post) = app.store.next_to_publish(&target, None).await? {
-                publish(app, actor, &post, Attempt::New).await?;
+                publish(app, actor, &post, Attempt::New, cancel).await?;
                 summary.published.push(post.id);
             }
         }
@@ -86,7 +87,7 @@ pub async fn run_actor(
                 else {
                     break;
                 };
-                publish(app, actor, &post, Attempt::New).await?;
+                publish(app, actor, &post, Attempt::New, cancel).await?;
                 summary.published.push(post.id);
             }
             let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
@@ -129,7 +130,7 @@ pub async fn run_actor(
                         attempts: 1,
                         last_error: None,
                     };
-                    publish(app, actor, &post, Attempt::Counted).await?;
+                    publish(app, actor, &post, Attempt::Counted, cancel).await?;
                     summary.published.push(id);
                 }
                 Enqueued::Duplicate(existing) => {
@@ -266,7 +267,13 @@ enum Attempt {
 }
 
 /// Sends every part of `post` not yet accepted, recording each accepted part.
-async fn publish(app: &App, actor: &Actor, post: &Post, attempt: Attempt) -> Result<(), RunError> {
+async fn publish(
+    app: &App,
+    actor: &Actor,
+    post: &Post,
+    attempt: Attempt,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
     let parts = split_message(&post.content, MAX_MESSAGE_CHARS);
     let span = tracing::info_span!(
         "discord.post",
@@ -277,7 +284,7 @@ async fn publish(app: &App, actor: &Actor, post: &Post, attempt: Attempt) -> Res
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,
     );
-    publish_parts(app, actor, post, &parts, attempt)
+    publish_parts(app, actor, post, &parts, attempt, cancel)
         .instrument(span)
         .await
 }
@@ -288,6 +295,7 @@ async fn publish_parts(
     post: &Post,
     parts: &[String],
     attempt: Attempt,
+    cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     if attempt == Attempt::New {
         app.store.mark_sending(post.id, app.clock.now()).await?;
@@ -297,7 +305,7 @@ async fn publish_parts(
     for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {
         // At most 25 characters, as Discord requires: salt (6) + id + part index.
         let nonce = format!("{}{}p{}", app.nonce_salt, post.id, index);
-        match app.delivery.send(&actor.target, part, &nonce).await {
+        match app.delivery.send(&actor.target, part, &nonce, cancel).await {
             Ok(message_id) => {
                 if counts_as_discord {
                     app.metrics.discord_message("success");

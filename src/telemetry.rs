@@ -281,7 +281,6 @@ impl Telemetry {
         tracing_subscriber::registry()
             .with(fmt_layer)
             .with(otel_layer)
-            .with(crate::discord::RateLimitedEvents::layer())
             .try_init()?;
         if config.exporter == ExporterKind::Otlp {
             tracing::info!(

@@ -10,11 +10,16 @@
 //! [`MAX_CONTENT_CHARS`] characters, a nonce that is neither an int64 nor a string of at most
 //! [`MAX_NONCE_CHARS`] characters, bodies that are not JSON, empty messages, a wrong bot token,
 //! unknown channels and webhooks. Every response of those routes carries Discord's rate-limit
-//! headers. Tests script failures (429, 5xx, 401, hangs) with [`FakeDiscord::push_failure`] and
-//! inspect what Discord would now show with [`FakeDiscord::messages`].
+//! headers (`X-RateLimit-Limit`, `-Remaining`, `-Reset`, `-Reset-After`, `-Bucket`), and the
+//! limits are enforced as Discord documents them: [`RATE_LIMIT`] messages per
+//! [`RATE_LIMIT_WINDOW`] per channel or webhook (429 with `X-RateLimit-Scope: user`) and
+//! [`GLOBAL_LIMIT`] requests per second per bot token (429 with scope `global`); the scope
+//! header is sent only on 429s, as Discord does. Tests script failures (429 from Discord or
+//! from Cloudflare, 4xx, 5xx, 401, hangs) with [`FakeDiscord::push_failure`] and inspect what
+//! Discord would now show with [`FakeDiscord::messages`].
 //!
 //! Limits come from Discord's OpenAPI spec and documentation (see `tests/it/fake_discord.rs`, which
-//! checks them against `shared/discord-openapi/openapi.json`). Time-dependent rules (the nonce
+//! checks them against `tests/data/discord-openapi/openapi.json`). Time-dependent rules (the nonce
 //! window, rate-limit windows) use tokio's clock so paused-clock tests can move through them.
 //!
 //! Only JSON bodies are understood; multipart uploads (attachments) are out of scope and are
@@ -55,6 +60,9 @@ pub const RATE_LIMIT: u32 = 5;
 /// Length of one rate-limit window, per channel or webhook.
 pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(5);
 
+/// Discord's global limit: requests per second per bot token.
+pub const GLOBAL_LIMIT: u32 = 50;
+
 /// User id of the bot that authors channel messages.
 pub const BOT_USER_ID: u64 = 1_100_000_000_000_000_001;
 
@@ -87,6 +95,12 @@ pub enum Fail {
     Status(u16),
     /// Answer 401 `{"message": "401: Unauthorized", "code": 0}` whatever the token.
     Unauthorized,
+    /// Answer 429 as Cloudflare does in front of Discord: only a `Retry-After` header (whole
+    /// seconds), no `X-RateLimit-*` headers, a body that is not Discord's JSON.
+    CloudflareRateLimited { retry_after_seconds: u64 },
+    /// Refuse the message with Discord's 400 for content AutoMod blocks
+    /// (`{"message": "Message was blocked by AutoMod", "code": 200000}`), creating nothing.
+    BlockedByAutoMod,
     /// Never answer and create nothing (until the client gives up or the fake is dropped).
     Hang,
     /// Create the message (Discord accepted it) and then never answer: the client dies or times
@@ -249,6 +263,17 @@ impl FakeDiscord {
     pub fn rate_limited_count(&self) -> usize {
         self.shared.rate_limited.load(Ordering::SeqCst)
     }
+
+    /// When each request to a message route arrived (tokio time), in arrival order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.shared.lock().arrivals.clone()
+    }
+
+    /// Stops enforcing the documented limits (they are still reported in the headers), for
+    /// tests about something else that send faster than Discord allows.
+    pub fn without_rate_limits(&self) {
+        self.shared.lock().limits_off = true;
+    }
 }
 
 impl Drop for FakeDiscord {
@@ -302,6 +327,12 @@ struct Inner {
     /// (channel, author, nonce) → when and which message last used it.
     nonces: HashMap<(u64, u64, String), (Instant, usize)>,
     buckets: HashMap<BucketKey, Window>,
+    /// The global limit's one-second window (bot-token requests only).
+    global: Option<Window>,
+    /// When each request to a message route arrived (tokio time).
+    arrivals: Vec<Instant>,
+    /// Whether the documented limits are enforced (default) or only reported.
+    limits_off: bool,
     last_snowflake: u64,
 }
 
@@ -337,15 +368,37 @@ struct BucketReport {
     hash: &'static str,
     remaining: u32,
     reset_after: Duration,
+    /// The request is over a limit: 429 with this scope.
+    over: Option<Scope>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    User,
+    Global,
 }
 
 impl Inner {
-    /// Counts a request against its bucket. The fake reports but does not enforce the limit:
-    /// twilight paces itself from 429s, and an enforced limit would make tests depend on timing;
-    /// use [`Fail::RateLimited`] to test 429 handling.
+    /// Counts a request against its bucket and, for the bot's routes, the global limit, and
+    /// says whether it is over either (unless limits are off). A request over a limit does not
+    /// use the window up further, as with Discord.
     fn touch_bucket(&mut self, key: BucketKey) -> BucketReport {
         let now = Instant::now();
+        self.arrivals.push(now);
         let hash = key.hash();
+        let enforce = !self.limits_off;
+        let global_over = matches!(key, BucketKey::Channel(_)) && {
+            let global = self.global.get_or_insert(Window {
+                started: now,
+                used: 0,
+            });
+            if now >= global.started + Duration::from_secs(1) {
+                global.started = now;
+                global.used = 0;
+            }
+            global.used += 1;
+            enforce && global.used > GLOBAL_LIMIT
+        };
         let window = self.buckets.entry(key).or_insert(Window {
             started: now,
             used: 0,
@@ -354,11 +407,20 @@ impl Inner {
             window.started = now;
             window.used = 0;
         }
-        window.used = window.used.saturating_add(1);
+        let reset_after = (window.started + RATE_LIMIT_WINDOW).saturating_duration_since(now);
+        let over = if global_over {
+            Some(Scope::Global)
+        } else if enforce && window.used >= RATE_LIMIT {
+            Some(Scope::User)
+        } else {
+            window.used += 1;
+            None
+        };
         BucketReport {
             hash,
             remaining: RATE_LIMIT.saturating_sub(window.used),
-            reset_after: (window.started + RATE_LIMIT_WINDOW).saturating_duration_since(now),
+            reset_after,
+            over,
         }
     }
 
@@ -403,7 +465,12 @@ async fn create_message(
     let (bucket, failure) = {
         let mut inner = shared.lock();
         let bucket = inner.touch_bucket(BucketKey::Channel(channel_id.clone()));
-        (bucket, inner.failures.pop_front())
+        // A request over a limit is refused before anything else: a scripted failure waits.
+        let failure = match bucket.over {
+            None => inner.failures.pop_front(),
+            Some(_) => None,
+        };
+        (bucket, failure)
     };
     let after_create = match before_request(&shared, failure, &bucket).await {
         Ok(after_create) => after_create,
@@ -424,7 +491,12 @@ async fn execute_webhook(
     let (bucket, failure) = {
         let mut inner = shared.lock();
         let bucket = inner.touch_bucket(BucketKey::Webhook(webhook_id.clone()));
-        (bucket, inner.failures.pop_front())
+        // A request over a limit is refused before anything else: a scripted failure waits.
+        let failure = match bucket.over {
+            None => inner.failures.pop_front(),
+            Some(_) => None,
+        };
+        (bucket, failure)
     };
     let after_create = match before_request(&shared, failure, &bucket).await {
         Ok(after_create) => after_create,
@@ -453,6 +525,18 @@ async fn before_request(
     failure: Option<Fail>,
     bucket: &BucketReport,
 ) -> Result<AfterCreate, Response> {
+    if let Some(scope) = bucket.over {
+        shared.rate_limited.fetch_add(1, Ordering::SeqCst);
+        let retry_after = match scope {
+            Scope::User => bucket.reset_after.as_secs_f64(),
+            Scope::Global => 1.0,
+        };
+        return Err(rate_limited(
+            retry_after,
+            scope == Scope::Global,
+            bucket.hash,
+        ));
+    }
     match failure {
         None => Ok(AfterCreate::Answer),
         Some(Fail::HangAfterCreate) => Ok(AfterCreate::Hang),
@@ -465,6 +549,34 @@ async fn before_request(
             Err(rate_limited(retry_after_seconds, global, bucket.hash))
         }
         Some(Fail::Status(status)) => Err(generic_status(status).into_response()),
+        Some(Fail::CloudflareRateLimited {
+            retry_after_seconds,
+        }) => {
+            shared.rate_limited.fetch_add(1, Ordering::SeqCst);
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "error code: 1015\nYou are being rate limited.",
+            )
+                .into_response();
+            set_header(
+                response.headers_mut(),
+                "retry-after",
+                retry_after_seconds.to_string(),
+            );
+            // Marks the answer as not Discord's: `with_bucket` adds no headers to it.
+            set_header(
+                response.headers_mut(),
+                "cf-ray",
+                "8f0c0ffee0000-FRA".to_owned(),
+            );
+            Err(response)
+        }
+        Some(Fail::BlockedByAutoMod) => Err(discord_error(
+            StatusCode::BAD_REQUEST,
+            "Message was blocked by AutoMod",
+            200_000,
+        )
+        .into_response()),
         Some(Fail::Unauthorized) => Err(unauthorized().into_response()),
         Some(Fail::Hang) => {
             shared.hang().await;
@@ -978,7 +1090,7 @@ fn generic_status(status: u16) -> Rejection {
 }
 
 fn rate_limited(retry_after: f64, global: bool, bucket: &'static str) -> Response {
-    let retry_after = retry_after.max(0.0);
+    let retry_after = (retry_after.max(0.0) * 1000.0).ceil() / 1000.0;
     let body = json!({
         "message": "You are being rate limited.",
         "retry_after": retry_after,
@@ -996,13 +1108,12 @@ fn rate_limited(retry_after: f64, global: bool, bucket: &'static str) -> Respons
     set_header(
         headers,
         "x-ratelimit-reset-after",
-        format!("{retry_after:.3}"),
+        seconds_ceil_ms(retry_after),
     );
     set_header(headers, "x-ratelimit-bucket", bucket.to_owned());
     // Retry-After is whole seconds, rounded up so a client that honours it is never early.
     set_header(headers, "retry-after", format!("{}", retry_after.ceil()));
-    // Discord sends the scope only on 429s; twilight 0.18 reads the bucket headers only when a
-    // scope is present.
+    // Discord sends the scope only on 429s.
     set_header(
         headers,
         "x-ratelimit-scope",
@@ -1017,7 +1128,7 @@ fn rate_limited(retry_after: f64, global: bool, bucket: &'static str) -> Respons
 /// Adds the bucket headers to a response that does not have them yet (429s carry their own).
 fn with_bucket(mut response: Response, bucket: &BucketReport) -> Response {
     let headers = response.headers_mut();
-    if headers.contains_key("x-ratelimit-bucket") {
+    if headers.contains_key("x-ratelimit-bucket") || headers.contains_key("cf-ray") {
         return response;
     }
     let reset_after = bucket.reset_after.as_secs_f64();
@@ -1035,7 +1146,7 @@ fn with_bucket(mut response: Response, bucket: &BucketReport) -> Response {
     set_header(
         headers,
         "x-ratelimit-reset-after",
-        format!("{reset_after:.3}"),
+        seconds_ceil_ms(reset_after),
     );
     set_header(headers, "x-ratelimit-bucket", bucket.hash.to_owned());
     response
@@ -1045,6 +1156,11 @@ fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
     if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(HeaderName::from_static(name), value);
     }
+}
+
+/// Seconds with 3 decimals, rounded up, so a client that waits that long is never early.
+fn seconds_ceil_ms(seconds: f64) -> String {
+    format!("{:.3}", (seconds * 1000.0).ceil() / 1000.0)
 }
 
 /// Unix time `seconds` from now, as Discord writes `X-RateLimit-Reset` (seconds, 3 decimals).

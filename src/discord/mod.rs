@@ -1,0 +1,442 @@
+//! Delivery: sending a post's text to its target (a Discord channel through the bot API, a
+//! Discord webhook, or the log), and splitting long text into Discord-sized messages.
+//!
+//! Discord is called with our own `reqwest` client (the process's one HTTP stack and the OS
+//! trust store, as for the LLM providers) rather than twilight-http, because twilight-http 0.18
+//! retries a global or header-less 429 at once inside the client, out of our reach, and learns a
+//! bucket's state only from 429s. Here every request waits for its turn in its bucket
+//! ([`ratelimit`]), paced from the documented `X-RateLimit-*` headers, so a steady load draws no
+//! 429; a 429 that happens anyway is honoured (`retry_after` from the body, or the `Retry-After`
+//! header when Discord's headers are missing, as in a Cloudflare answer) and counted. 5xx
+//! answers and network errors are retried with backoff.
+//!
+//! Channel messages carry a `nonce` with `enforce_nonce: true`: Discord answers a repeated nonce
+//! (within a few minutes) with the message it already created, so re-sending after a crash does
+//! not post twice. Webhook URLs carry a token: no URL, path or request is ever logged or put in
+//! an error (errors name the webhook id only).
+
+pub mod ratelimit;
+mod split;
+
+pub use split::split_message;
+
+use crate::config::{DiscordSettings, Target};
+use crate::secret::Secret;
+use ratelimit::{BucketHeaders, GLOBAL_PER_SECOND, RateLimiter};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Discord's limit on a message's `content`, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// The longest wait a 429 may impose on one send before it is retried.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A send that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("Discord rejected the bot token (401 Unauthorized): check DISCORD_TOKEN")]
+    Unauthorized,
+    #[error("Discord rejected the webhook (401): its token is wrong; check the webhook URL")]
+    WebhookUnauthorized,
+    #[error(
+        "Discord refused access to channel {channel_id} (403 Missing Access/Permissions): give the bot Send Messages there"
+    )]
+    Forbidden { channel_id: u64 },
+    #[error("Discord does not know {what} (404): check the id")]
+    NotFound { what: String },
+    #[error("Discord rate limited the request for {retry_after_seconds:.1}s (global: {global})")]
+    RateLimited {
+        retry_after_seconds: f64,
+        global: bool,
+    },
+    #[error("Discord answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("Discord request failed: {0}")]
+    Transport(String),
+    #[error("Discord request timed out")]
+    Timeout,
+    #[error("a Discord target needs a bot token: set DISCORD_TOKEN (or DISCORD_TOKEN_FILE)")]
+    MissingToken,
+    #[error("Discord's answer could not be read: {0}")]
+    Decode(String),
+    #[error("the send was not started: the server is shutting down")]
+    Cancelled,
+}
+
+impl DeliveryError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Transport(_) | Self::Timeout => true,
+            Self::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// A short, bounded label for metrics.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            Self::Unauthorized | Self::WebhookUnauthorized => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Api { .. } => "api_error",
+            Self::Transport(_) => "transport",
+            Self::Timeout => "timeout",
+            Self::MissingToken => "missing_token",
+            Self::Decode(_) => "decode",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Called once for every 429 answer Discord sends.
+type RateLimitObserver = Arc<dyn Fn() + Send + Sync>;
+
+/// Sends messages to targets. Cheap to clone; one per process, so the rate-limit state is
+/// shared by every actor.
+#[derive(Clone)]
+pub struct Delivery {
+    http: reqwest::Client,
+    api: String,
+    token: Option<Secret>,
+    bot_limits: Arc<RateLimiter>,
+    webhook_limits: Arc<RateLimiter>,
+    max_retries: usize,
+    on_rate_limited: RateLimitObserver,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("api", &self.api)
+            .field("bot", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct CreateMessage<'a> {
+    content: &'a str,
+    nonce: &'a str,
+    enforce_nonce: bool,
+    allowed_mentions: AllowedMentions,
+}
+
+#[derive(Serialize)]
+struct ExecuteWebhook<'a> {
+    content: &'a str,
+    allowed_mentions: AllowedMentions,
+}
+
+/// Posts never ping anyone: model output must not be able to `@everyone`.
+#[derive(Serialize)]
+struct AllowedMentions {
+    parse: [&'static str; 0],
+}
+
+/// The part of Discord's message object we keep.
+#[derive(Deserialize)]
+struct CreatedMessage {
+    id: String,
+}
+
+/// Discord's 429 body.
+#[derive(Deserialize)]
+struct RateLimitBody {
+    retry_after: f64,
+    #[serde(default)]
+    global: bool,
+}
+
+/// Discord's error body.
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+
+/// Where one request goes.
+struct Endpoint<'a> {
+    /// The rate-limit bucket: the route's major parameter.
+    bucket: String,
+    /// Names the endpoint in errors, without secrets.
+    what: String,
+    url: String,
+    auth: Option<&'a Secret>,
+    channel_id: Option<u64>,
+    limiter: &'a RateLimiter,
+}
+
+impl Delivery {
+    /// Builds the client. `token` is the bot token (`DISCORD_TOKEN`), needed only by channel
+    /// targets.
+    pub fn new(settings: &DiscordSettings, token: Option<Secret>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/botticelli/bot-server, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            api: format!("{}/api/v10", settings.base_url.trim_end_matches('/')),
+            token,
+            bot_limits: Arc::new(RateLimiter::new(GLOBAL_PER_SECOND)),
+            // Webhooks are limited per webhook, not by the bot's global limit.
+            webhook_limits: Arc::new(RateLimiter::new(0)),
+            max_retries: 4,
+            on_rate_limited: Arc::new(|| {}),
+        }
+    }
+
+    /// Calls `observer` for every 429 Discord answers (for the rate-limited counter).
+    #[must_use]
+    pub fn observe_rate_limits(mut self, observer: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_rate_limited = Arc::new(observer);
+        self
+    }
+
+    /// Whether a bot token is configured.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Sends one message (at most [`MAX_MESSAGE_CHARS`]) and returns its message id.
+    /// `nonce` (at most 25 characters) makes a repeated send of the same part return the
+    /// message Discord already created instead of a second one. Waiting for a rate limit ends
+    /// when `cancel` fires (the request is then not sent); a request that has gone out is
+    /// completed.
+    ///
+    /// # Errors
+    ///
+    /// When Discord refuses the message, after retrying rate limits, 5xx and network errors.
+    pub async fn send(
+        &self,
+        target: &Target,
+        content: &str,
+        nonce: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, DeliveryError> {
+        let allowed_mentions = || AllowedMentions { parse: [] };
+        match target {
+            Target::Log => {
+                println!("── post (nonce {nonce}) ──\n{content}\n──");
+                tracing::info!(
+                    target_kind = "log",
+                    nonce,
+                    chars = content.chars().count(),
+                    "post delivered to the log"
+                );
+                Ok(format!("log-{nonce}"))
+            }
+            Target::Discord { channel_id } => {
+                let token = self.token.as_ref().ok_or(DeliveryError::MissingToken)?;
+                let endpoint = Endpoint {
+                    bucket: format!("channel:{channel_id}"),
+                    what: format!("channel {channel_id}"),
+                    url: format!("{}/channels/{channel_id}/messages", self.api),
+                    auth: Some(token),
+                    channel_id: Some(*channel_id),
+                    limiter: &self.bot_limits,
+                };
+                let body = CreateMessage {
+                    content,
+                    nonce,
+                    enforce_nonce: true,
+                    allowed_mentions: allowed_mentions(),
+                };
+                self.retrying(&endpoint, &body, cancel).await
+            }
+            Target::Webhook { url } => {
+                let (webhook_id, token) =
+                    parse_webhook(url.expose()).ok_or_else(|| DeliveryError::NotFound {
+                        what: "the webhook URL".into(),
+                    })?;
+                let endpoint = Endpoint {
+                    bucket: format!("webhook:{webhook_id}"),
+                    what: format!("webhook {webhook_id}"),
+                    url: format!("{}/webhooks/{webhook_id}/{token}?wait=true", self.api),
+                    auth: None,
+                    channel_id: None,
+                    limiter: &self.webhook_limits,
+                };
+                let body = ExecuteWebhook {
+                    content,
+                    allowed_mentions: allowed_mentions(),
+                };
+                self.retrying(&endpoint, &body, cancel).await
+            }
+        }
+    }
+
+    /// Sends with retries: a 429 waits what Discord asked for (its bucket or, when global,
+    /// every request of the client waits), 5xx and network errors back off exponentially.
+    async fn retrying(
+        &self,
+        endpoint: &Endpoint<'_>,
+        body: &impl Serialize,
+        cancel: &CancellationToken,
+    ) -> Result<String, DeliveryError> {
+        let mut backoff = Duration::from_millis(500);
+        let mut attempt = 0;
+        loop {
+            let err = match self.attempt(endpoint, body, cancel).await {
+                Ok(id) => return Ok(id),
+                Err(err) => err,
+            };
+            attempt += 1;
+            if !err.is_retryable() || attempt > self.max_retries {
+                return Err(err);
+            }
+            let wait = match err {
+                // The limiter holds the next attempt until then.
+                DeliveryError::RateLimited { .. } => Duration::ZERO,
+                _ => {
+                    let wait = backoff.mul_f64(1.0 + rand::random::<f64>() * 0.5);
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    wait
+                }
+            };
+            tracing::warn!(cause = %err, wait_ms = wait.as_millis() as u64, attempt, "discord send will be retried");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return Err(err),
+            }
+        }
+    }
+
+    /// One request, after waiting for its turn.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint<'_>,
+        body: &impl Serialize,
+        cancel: &CancellationToken,
+    ) -> Result<String, DeliveryError> {
+        let mut turn = tokio::select! {
+            turn = endpoint.limiter.acquire(&endpoint.bucket) => turn,
+            () = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+        };
+        let mut request = self.http.post(&endpoint.url).json(body);
+        if let Some(token) = endpoint.auth {
+            request = request.header("authorization", format!("Bot {}", token.expose()));
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = BucketHeaders::from_headers(response.headers());
+        let scope = header(response.headers(), "x-ratelimit-scope");
+        let global_header = header(response.headers(), "x-ratelimit-global");
+        let retry_after_header = header(response.headers(), "retry-after")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0);
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        turn.record(headers);
+        match status {
+            200..=299 => serde_json::from_slice::<CreatedMessage>(&bytes)
+                .map(|m| m.id)
+                .map_err(|e| DeliveryError::Decode(e.to_string())),
+            429 => {
+                (self.on_rate_limited)();
+                let parsed = serde_json::from_slice::<RateLimitBody>(&bytes).ok();
+                let retry_after = parsed
+                    .as_ref()
+                    .map(|b| b.retry_after)
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .or(retry_after_header)
+                    .or(headers.reset_after)
+                    .unwrap_or(1.0);
+                // Without Discord's bucket headers the 429 came from in front of Discord
+                // (Cloudflare): it holds the whole client, as a global limit does.
+                let global = parsed.as_ref().is_some_and(|b| b.global)
+                    || scope.as_deref() == Some("global")
+                    || global_header.as_deref() == Some("true")
+                    || headers == BucketHeaders::default();
+                let wait = Duration::from_secs_f64(retry_after).min(MAX_RETRY_AFTER);
+                if global {
+                    endpoint.limiter.pause_all(wait);
+                } else {
+                    turn.exhausted_for(wait);
+                }
+                tracing::warn!(
+                    what = %endpoint.what,
+                    retry_after_seconds = retry_after,
+                    global,
+                    scope = scope.as_deref().unwrap_or("none"),
+                    "discord rate limited a request"
+                );
+                Err(DeliveryError::RateLimited {
+                    retry_after_seconds: retry_after,
+                    global,
+                })
+            }
+            401 if endpoint.channel_id.is_some() => Err(DeliveryError::Unauthorized),
+            401 => Err(DeliveryError::WebhookUnauthorized),
+            403 => Err(DeliveryError::Forbidden {
+                channel_id: endpoint.channel_id.unwrap_or_default(),
+            }),
+            404 => Err(DeliveryError::NotFound {
+                what: endpoint.what.clone(),
+            }),
+            _ => {
+                let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                    .map(|b| b.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+                Err(DeliveryError::Api {
+                    status,
+                    message: crate::narrative::excerpt(&message, 300),
+                })
+            }
+        }
+    }
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A transport error without its URL (a webhook URL carries the webhook's token).
+fn transport_error(err: reqwest::Error) -> DeliveryError {
+    if err.is_timeout() {
+        return DeliveryError::Timeout;
+    }
+    DeliveryError::Transport(crate::error_chain(&err.without_url()))
+}
+
+fn parse_webhook(url: &str) -> Option<(u64, String)> {
+    let url = url::Url::parse(url).ok()?;
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let at = segments.iter().position(|s| *s == "webhooks")?;
+    let id = segments.get(at + 1)?.parse().ok()?;
+    let token = segments.get(at + 2)?;
+    (!token.is_empty()).then(|| (id, (*token).to_owned()))
+}
+
+/// The id of a webhook URL (`.../api/webhooks/ID/TOKEN`), the non-secret part.
+pub fn webhook_id(url: &str) -> Option<u64> {
+    parse_webhook(url).map(|(id, _)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_url_is_parsed() {
+        assert_eq!(
+            parse_webhook("https://discord.com/api/webhooks/123/abc-DEF"),
+            Some((123, "abc-DEF".into()))
+        );
+        assert_eq!(
+            webhook_id("http://127.0.0.1:9/api/v10/webhooks/7/t"),
+            Some(7)
+        );
+        assert_eq!(webhook_id("https://example.com/nope"), None);
+    }
+}
