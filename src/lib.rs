@@ -9,7 +9,8 @@
 //! - [`narrative`]: narrative files, their acts and templates, checked at load time; running them.
 //! - [`llm`]: LLM providers (Gemini, OpenAI-compatible, Anthropic, offline), retries and rate
 //!   limits shared by the whole process.
-//! - [`discord`]: delivery to targets (Discord channel, webhook, log) and message splitting.
+//! - [`discord`]: delivery to targets (Discord channel, webhook, log), pacing from Discord's
+//!   rate-limit headers (`discord::ratelimit`), message splitting.
 //! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
 //! - [`schedule`]: schedule kinds and their fire times.
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.

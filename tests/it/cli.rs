@@ -291,14 +291,6 @@ async fn posts_commands_curate_the_queue() {
     );
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// SIGTERM during a run: no new runs, the run in flight finishes within the grace period
 /// and is recorded, and the process exits 0.
 #[tokio::test]

@@ -2,6 +2,7 @@
 mod admin;
 mod cli;
 mod fake_discord;
+mod faults;
 mod llm;
 mod pipeline;
 mod support;

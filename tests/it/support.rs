@@ -212,6 +212,15 @@ where
     }
 }
 
+/// Sends `sig` (`-TERM`, `-KILL`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// A one-act narrative with a fixed prompt.
 pub const ONE_ACT: &str = "[narrative]\nname = \"one\"\n[acts]\nonly = \"hello\"\n";
 /// An actor `once` running `one.toml` (write [`ONE_ACT`] there) right away, posting to `chan`.

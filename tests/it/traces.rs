@@ -54,12 +54,7 @@ fn stderr_of(env: &TestEnv) -> String {
 }
 
 fn sigterm(child: &Child) {
-    let pid = child.id().expect("still running");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(child.id().expect("still running"), "-TERM");
 }
 
 /// SIGTERMs `child` and waits for it to exit 0 within `limit`; returns how long that took.
