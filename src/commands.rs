@@ -203,44 +203,61 @@ pub async fn posts_list(
     Ok(())
 }
 
-/// `bot-server posts approve|reject ID...`.
+/// What an operator decides about posts (`bot-server posts approve|reject|retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Pending (or rejected, to undo a mistaken rejection) → approved.
+    Approve,
+    /// Pending, approved, failed or stuck sending → rejected: never sent.
+    Reject,
+    /// Failed or stuck sending → approved: sent again (parts Discord already accepted are not
+    /// re-sent).
+    Retry,
+}
+
+impl Decision {
+    /// The statuses it applies to, the status it sets, and its verb.
+    fn rule(
+        self,
+    ) -> (
+        &'static [PostStatus],
+        PostStatus,
+        &'static str,
+        &'static str,
+    ) {
+        use PostStatus::*;
+        match self {
+            Self::Approve => (&[Pending, Rejected], Approved, "approve", "approved"),
+            Self::Reject => (
+                &[Pending, Approved, Failed, Sending],
+                Rejected,
+                "reject",
+                "rejected",
+            ),
+            Self::Retry => (&[Failed, Sending], Approved, "retry", "approved for retry"),
+        }
+    }
+}
+
+/// `bot-server posts approve|reject|retry ID...`.
 ///
 /// # Errors
 ///
-/// When a post does not exist or is not pending (approve also accepts rejected posts, so a
-/// mistaken rejection can be undone); earlier ids in the list stay changed.
+/// When a post does not exist or its status does not allow the decision (see [`Decision`]);
+/// earlier ids in the list stay changed.
 pub async fn posts_decide(
     store: &Store,
     ids: &[i64],
-    approve: bool,
+    decision: Decision,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    let (from, to, verb, done) = decision.rule();
     for &id in ids {
-        if approve {
-            store
-                .transition(
-                    id,
-                    &[PostStatus::Pending, PostStatus::Rejected],
-                    PostStatus::Approved,
-                    "approved",
-                    Utc::now(),
-                )
-                .await
-                .with_context(|| format!("cannot approve post {id}"))?;
-            writeln!(out, "post {id} approved")?;
-        } else {
-            store
-                .transition(
-                    id,
-                    &[PostStatus::Pending, PostStatus::Approved],
-                    PostStatus::Rejected,
-                    "rejected",
-                    Utc::now(),
-                )
-                .await
-                .with_context(|| format!("cannot reject post {id}"))?;
-            writeln!(out, "post {id} rejected")?;
-        }
+        store
+            .transition(id, from, to, done, Utc::now())
+            .await
+            .with_context(|| format!("cannot {verb} post {id}"))?;
+        writeln!(out, "post {id} {done}")?;
     }
     Ok(())
 }

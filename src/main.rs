@@ -4,7 +4,7 @@
 use anyhow::Context;
 use bot_server::admin::{self, AdminState};
 use bot_server::app::{App, AppOptions};
-use bot_server::commands::{self, RunCommand};
+use bot_server::commands::{self, Decision, RunCommand};
 use bot_server::config::Config;
 use bot_server::scheduler::{self, SchedulerStatus};
 use bot_server::store::{PostStatus, Store};
@@ -76,7 +76,7 @@ enum Command {
 enum PostsAction {
     /// List posts, oldest first.
     List {
-        /// Only posts with this status (pending, approved, rejected, sending, posted).
+        /// Only posts with this status (pending, approved, rejected, sending, posted, failed).
         #[arg(long)]
         status: Option<PostStatus>,
         #[arg(long, default_value_t = 50)]
@@ -84,8 +84,11 @@ enum PostsAction {
     },
     /// Approve pending (or rejected) posts for publishing.
     Approve { ids: Vec<i64> },
-    /// Reject pending (or approved) posts.
+    /// Reject posts that are pending, approved, failed or stuck sending.
     Reject { ids: Vec<i64> },
+    /// Send failed (or stuck sending) posts again: they become approved and go out with the
+    /// next run of their actor or target's publisher.
+    Retry { ids: Vec<i64> },
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -151,10 +154,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     commands::posts_list(&store, status, limit, &mut stdout).await
                 }
                 PostsAction::Approve { ids } => {
-                    commands::posts_decide(&store, &ids, true, &mut stdout).await
+                    commands::posts_decide(&store, &ids, Decision::Approve, &mut stdout).await
                 }
                 PostsAction::Reject { ids } => {
-                    commands::posts_decide(&store, &ids, false, &mut stdout).await
+                    commands::posts_decide(&store, &ids, Decision::Reject, &mut stdout).await
+                }
+                PostsAction::Retry { ids } => {
+                    commands::posts_decide(&store, &ids, Decision::Retry, &mut stdout).await
                 }
             };
             store.close().await;

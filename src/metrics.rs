@@ -106,6 +106,7 @@ pub struct Metrics {
     pub discord_rate_limited: Counter,
     pub posts: Family<StatusLabels, Gauge>,
     pub posts_enqueued: Counter,
+    pub posts_failed: Counter,
     pub duplicates_skipped: Counter,
     pub scheduler_last_tick: FloatGauge,
     process_cpu: Counter<f64, AtomicU64>,
@@ -150,6 +151,7 @@ impl Metrics {
             discord_rate_limited: Counter::default(),
             posts: Family::default(),
             posts_enqueued: Counter::default(),
+            posts_failed: Counter::default(),
             duplicates_skipped: Counter::default(),
             scheduler_last_tick: FloatGauge::default(),
             process_cpu: Counter::default(),
@@ -259,6 +261,11 @@ impl Metrics {
             "botticelli_posts_enqueued",
             "Posts added to the queue",
             m.posts_enqueued.clone(),
+        );
+        r.register(
+            "botticelli_posts_failed",
+            "Posts Discord refused for good (400, 403, 404, 413), set aside as failed",
+            m.posts_failed.clone(),
         );
         r.register(
             "botticelli_posts_duplicates_skipped",

@@ -328,11 +328,21 @@ async fn publish_parts(
                     app.metrics.discord_message(source.kind_label());
                 }
                 let span = tracing::Span::current();
+                let reason = crate::error_chain(&source);
                 span.record("otel.status_code", "ERROR");
-                span.record("error.message", crate::error_chain(&source));
-                app.store
-                    .mark_send_failed(post.id, &crate::error_chain(&source), app.clock.now())
-                    .await?;
+                span.record("error.message", &reason);
+                if source.is_permanent() {
+                    // Refused for good: set aside, so it never blocks the posts after it.
+                    app.store
+                        .mark_failed(post.id, &reason, app.clock.now())
+                        .await?;
+                    app.metrics.posts_failed.inc();
+                    tracing::error!(actor = %actor.name, post = post.id, cause = %reason, "discord refused the post; marked failed (bot-server posts retry|reject)");
+                } else {
+                    app.store
+                        .mark_send_failed(post.id, &reason, app.clock.now())
+                        .await?;
+                }
                 return Err(RunError::Delivery {
                     post_id: post.id,
                     source,

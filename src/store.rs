@@ -222,15 +222,19 @@ pub enum PostStatus {
     /// A send started; on restart it is sent again with the same nonce.
     Sending,
     Posted,
+    /// Discord refused it for good (400, 403, 404, 413): kept with the reason, never sent again
+    /// unless an operator retries it (`bot-server posts retry`).
+    Failed,
 }
 
 impl PostStatus {
-    pub const ALL: [PostStatus; 5] = [
+    pub const ALL: [PostStatus; 6] = [
         Self::Pending,
         Self::Approved,
         Self::Rejected,
         Self::Sending,
         Self::Posted,
+        Self::Failed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -240,6 +244,7 @@ impl PostStatus {
             Self::Rejected => "rejected",
             Self::Sending => "sending",
             Self::Posted => "posted",
+            Self::Failed => "failed",
         }
     }
 }
@@ -250,7 +255,7 @@ impl FromStr for PostStatus {
         Self::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown post status `{s}` (expected pending, approved, rejected, sending or posted)"))
+            .ok_or_else(|| format!("unknown post status `{s}` (expected pending, approved, rejected, sending, posted or failed)"))
     }
 }
 
@@ -1199,6 +1204,25 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.execute(
             "UPDATE posts SET last_error = ?1, updated_at = ?2 WHERE id = ?3",
+            (error, ms(now), id),
+        )
+        .await
+    }
+
+    /// Marks a post `failed` with the reason Discord gave: it is not sent again unless an
+    /// operator retries it, and later posts of its actor and target are not held up by it.
+    ///
+    /// # Errors
+    ///
+    /// On a database error.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE posts SET status = 'failed', last_error = ?1, updated_at = ?2 WHERE id = ?3",
             (error, ms(now), id),
         )
         .await

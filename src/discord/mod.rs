@@ -75,6 +75,19 @@ impl DeliveryError {
         }
     }
 
+    /// Whether Discord refused this message for good: sending it again would be refused again
+    /// (400 e.g. AutoMod or invalid content, 403, 404, 413 and other 4xx but 401, 408 and 429).
+    /// A 401 is the token's fault, not the post's: the post stays queued.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Forbidden { .. } | Self::NotFound { .. } => true,
+            Self::Api { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 401 | 408 | 429)
+            }
+            _ => false,
+        }
+    }
+
     /// A short, bounded label for metrics.
     pub fn kind_label(&self) -> &'static str {
         match self {

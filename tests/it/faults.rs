@@ -292,3 +292,90 @@ async fn webhook_token_never_appears_in_output() {
         "the webhook token is in the state store"
     );
 }
+
+/// A post Discord refuses for good (400 AutoMod) is set aside as `failed` with the reason and
+/// counted; the actor's later runs post as usual instead of failing on it; an operator can
+/// retry it (it goes out with the next run) or reject a failed post.
+#[tokio::test(start_paused = true)]
+async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
+    use bot_server::commands::{Decision, posts_decide};
+    use bot_server::store::PostStatus;
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"news at {{ now }}\"\n",
+    );
+    env.discord.push_failure(Fail::BlockedByAutoMod);
+    let config = env.config(
+        "",
+        "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 60\n",
+    );
+    let running = Running::start(env.app(&config).await);
+    let app = running.app.clone();
+    eventually("post 1 failed", Duration::from_secs(60), || async {
+        app.store
+            .post(1)
+            .await
+            .unwrap()
+            .is_some_and(|p| p.status == PostStatus::Failed)
+    })
+    .await;
+    let failed = app.store.post(1).await.unwrap().unwrap();
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Message was blocked by AutoMod")),
+        "{failed:?}"
+    );
+    assert_eq!(app.metrics.posts_failed.get(), 1);
+    eventually(
+        "two later runs posted",
+        Duration::from_secs(180),
+        || async { env.discord.messages_in(CHANNEL).len() == 2 },
+    )
+    .await;
+    assert_eq!(
+        app.store.post(1).await.unwrap().unwrap().status,
+        PostStatus::Failed,
+        "a failed post is not sent again by itself"
+    );
+
+    let mut out = Vec::new();
+    posts_decide(&app.store, &[1], Decision::Retry, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out), "post 1 approved for retry\n");
+    eventually(
+        "the retried post went out",
+        Duration::from_secs(120),
+        || async {
+            app.store
+                .post(1)
+                .await
+                .unwrap()
+                .is_some_and(|p| p.status == PostStatus::Posted)
+        },
+    )
+    .await;
+
+    env.discord.push_failure(Fail::BlockedByAutoMod);
+    let next = app.store.posts(None, None, 100).await.unwrap().len() as i64 + 1;
+    eventually("the next post failed", Duration::from_secs(120), || async {
+        app.store
+            .post(next)
+            .await
+            .unwrap()
+            .is_some_and(|p| p.status == PostStatus::Failed)
+    })
+    .await;
+    let mut out = Vec::new();
+    posts_decide(&app.store, &[next], Decision::Reject, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.post(next).await.unwrap().unwrap().status,
+        PostStatus::Rejected
+    );
+    running.stop().await;
+}
