@@ -75,6 +75,8 @@ pub struct App {
     /// Mixed into Discord nonces (see [`Store::nonce_salt`]).
     pub nonce_salt: String,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Posts being sent, each by one sender.
+    pub claims: crate::outbox::Claims,
 }
 
 /// Narratives of the config's actors, loaded and checked against each actor's variables.
@@ -209,6 +211,7 @@ impl App {
             clock: clock.unwrap_or_else(Clock::system),
             nonce_salt,
             metrics,
+            claims: Default::default(),
         })
     }
 

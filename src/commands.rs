@@ -210,8 +210,8 @@ pub enum Decision {
     Approve,
     /// Pending, approved, failed or stuck sending → rejected: never sent.
     Reject,
-    /// Failed or stuck sending → approved: sent again (parts Discord already accepted are not
-    /// re-sent).
+    /// Failed → sending: the re-send loop sends it again within a minute (parts Discord
+    /// already accepted are not re-sent).
     Retry,
 }
 
@@ -234,7 +234,7 @@ impl Decision {
                 "reject",
                 "rejected",
             ),
-            Self::Retry => (&[Failed, Sending], Approved, "retry", "approved for retry"),
+            Self::Retry => (&[Failed], Sending, "retry", "queued for sending"),
         }
     }
 }

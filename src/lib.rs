@@ -12,6 +12,8 @@
 //! - [`discord`]: delivery to targets (Discord channel, webhook, log), pacing from Discord's
 //!   rate-limit headers (`discord::ratelimit`), message splitting.
 //! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
+//! - [`outbox`]: posts on their way: one sender per post (claims), the loop that re-sends
+//!   unfinished posts at start-up and with backoff.
 //! - [`schedule`]: schedule kinds and their fire times.
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
@@ -35,6 +37,7 @@ pub mod fakes;
 pub mod llm;
 pub mod metrics;
 pub mod narrative;
+pub mod outbox;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

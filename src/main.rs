@@ -86,8 +86,7 @@ enum PostsAction {
     Approve { ids: Vec<i64> },
     /// Reject posts that are pending, approved, failed or stuck sending.
     Reject { ids: Vec<i64> },
-    /// Send failed (or stuck sending) posts again: they become approved and go out with the
-    /// next run of their actor or target's publisher.
+    /// Send failed posts again: the server's re-send loop sends them within a minute.
     Retry { ids: Vec<i64> },
 }
 

@@ -1,18 +1,19 @@
 //! One actor run: what an actor does once it is due, by its action.
 //!
-//! - `post`: first re-sends this actor's posts left unsent by an earlier failure or crash,
-//!   then runs the narrative and posts its final output.
+//! - `post`: runs the narrative and posts its final output (posts left unsent by a failure or
+//!   a crash are re-sent by the outbox's loop, not by the actor's next run).
 //! - `generate`: runs the narrative; its final output (a JSON list) becomes pending posts.
 //! - `curate`: shows pending posts to the narrative (`{{ pending_posts }}`); approves the ids
 //!   it returns.
-//! - `publish`: sends the oldest approved post of the target.
+//! - `publish`: sends the oldest approved post of the target that no other sender has
+//!   claimed.
 //!
 //! A post is stored before it is sent and marked `sending` before each request; each part's
 //! Discord message id is stored as soon as Discord accepts it, and the post becomes `posted`
 //! only when every part is accepted.
 
 use crate::app::App;
-use crate::config::{Action, Actor};
+use crate::config::{Action, Actor, Target};
 use crate::discord::{DeliveryError, MAX_MESSAGE_CHARS, split_message};
 use crate::narrative::{ActOutput, NarrativeError, RunOptions, extract_json};
 use crate::store::{Enqueued, Post, PostStatus, StoreError};
@@ -72,24 +73,17 @@ pub async fn run_actor(
     let target = actor.target.key();
     match actor.action {
         Action::Publish => {
-            if let Some(post) = app.store.next_to_publish(&target, None).await? {
-                publish(app, actor, &post, Attempt::New, cancel).await?;
+            let approved = app.store.next_approved(&target).await?;
+            // The oldest approved post no other sender (another publisher of the target) has.
+            let claimed = approved
+                .into_iter()
+                .find_map(|post| app.claims.try_claim(post.id).map(|claim| (post, claim)));
+            if let Some((post, _claim)) = claimed {
+                publish(app, &Sender::of(actor), &post, Attempt::New, cancel).await?;
                 summary.published.push(post.id);
             }
         }
         Action::Post => {
-            // Bounded, so a target that keeps failing cannot keep one run busy forever.
-            for _ in 0..10 {
-                let Some(post) = app
-                    .store
-                    .next_to_publish(&target, Some(&actor.name))
-                    .await?
-                else {
-                    break;
-                };
-                publish(app, actor, &post, Attempt::New, cancel).await?;
-                summary.published.push(post.id);
-            }
             let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
             summary.acts = outputs.len();
             let text = outputs
@@ -117,21 +111,26 @@ pub async fn run_actor(
             {
                 Enqueued::New(id) => {
                     // Just written: no need to read it back.
+                    let now = app.clock.now();
                     let post = Post {
                         id,
                         target: target.clone(),
                         content: text,
                         status: PostStatus::Sending,
                         source_actor: Some(actor.name.clone()),
-                        created_at: app.clock.now(),
+                        created_at: now,
+                        updated_at: now,
                         posted_at: None,
                         message_ids: Vec::new(),
                         parts_sent: 0,
                         attempts: 1,
                         last_error: None,
                     };
-                    publish(app, actor, &post, Attempt::Counted, cancel).await?;
-                    summary.published.push(id);
+                    // Only the re-send loop could have it, and only if this run stalled.
+                    if let Some(_claim) = app.claims.try_claim(id) {
+                        publish(app, &Sender::of(actor), &post, Attempt::Counted, cancel).await?;
+                        summary.published.push(id);
+                    }
                 }
                 Enqueued::Duplicate(existing) => {
                     app.metrics.duplicates_skipped.inc();
@@ -258,18 +257,44 @@ async fn run_narrative(
     Ok(result?)
 }
 
+/// Who sends a post, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// An actor's name, or the re-send loop's.
+    pub name: &'a str,
+    pub target: &'a Target,
+    pub target_name: &'a str,
+}
+
+impl<'a> Sender<'a> {
+    /// An actor sending to its target.
+    pub fn of(actor: &'a Actor) -> Self {
+        Self {
+            name: &actor.name,
+            target: &actor.target,
+            target_name: &actor.target_name,
+        }
+    }
+}
+
 /// Whether a send attempt still has to be recorded before the request goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
+pub enum Attempt {
     New,
     /// The post was queued as `sending`, its first attempt counted.
     Counted,
 }
 
-/// Sends every part of `post` not yet accepted, recording each accepted part.
-async fn publish(
+/// Sends every part of `post` not yet accepted, recording each accepted part. The caller holds
+/// the post's claim ([`crate::outbox::Claims`]).
+///
+/// # Errors
+///
+/// When the store fails or Discord does not accept a part (a permanent refusal marks the post
+/// `failed`; any other failure leaves it `sending` for the re-send loop).
+pub async fn publish(
     app: &App,
-    actor: &Actor,
+    sender: &Sender<'_>,
     post: &Post,
     attempt: Attempt,
     cancel: &CancellationToken,
@@ -279,19 +304,19 @@ async fn publish(
         "discord.post",
         otel.kind = "client",
         post.id = post.id,
-        target.kind = actor.target.kind(),
+        target.kind = sender.target.kind(),
         parts = parts.len(),
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,
     );
-    publish_parts(app, actor, post, &parts, attempt, cancel)
+    publish_parts(app, sender, post, &parts, attempt, cancel)
         .instrument(span)
         .await
 }
 
 async fn publish_parts(
     app: &App,
-    actor: &Actor,
+    sender: &Sender<'_>,
     post: &Post,
     parts: &[String],
     attempt: Attempt,
@@ -300,12 +325,12 @@ async fn publish_parts(
     if attempt == Attempt::New {
         app.store.mark_sending(post.id, app.clock.now()).await?;
     }
-    let counts_as_discord = !matches!(actor.target, crate::config::Target::Log);
+    let counts_as_discord = !matches!(sender.target, Target::Log);
     let mut ids = post.message_ids.clone();
     for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {
         // At most 25 characters, as Discord requires: salt (6) + id + part index.
         let nonce = format!("{}{}p{}", app.nonce_salt, post.id, index);
-        match app.delivery.send(&actor.target, part, &nonce, cancel).await {
+        match app.delivery.send(sender.target, part, &nonce, cancel).await {
             Ok(message_id) => {
                 if counts_as_discord {
                     app.metrics.discord_message("success");
@@ -337,7 +362,7 @@ async fn publish_parts(
                         .mark_failed(post.id, &reason, app.clock.now())
                         .await?;
                     app.metrics.posts_failed.inc();
-                    tracing::error!(actor = %actor.name, post = post.id, cause = %reason, "discord refused the post; marked failed (bot-server posts retry|reject)");
+                    tracing::error!(actor = %sender.name, post = post.id, cause = %reason, "discord refused the post; marked failed (bot-server posts retry|reject)");
                 } else {
                     app.store
                         .mark_send_failed(post.id, &reason, app.clock.now())
@@ -355,7 +380,7 @@ async fn publish_parts(
         // "posted"): only the status is missing.
         app.store.mark_posted(post.id, app.clock.now()).await?;
     }
-    tracing::info!(actor = %actor.name, post = post.id, parts = parts.len(), target = %actor.target_name, "post published");
+    tracing::info!(actor = %sender.name, post = post.id, parts = parts.len(), target = %sender.target_name, "post published");
     Ok(())
 }
 

@@ -143,6 +143,13 @@ pub async fn run(
     }
     let hard = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Posts left `sending` are re-sent by their own loop, at once and then with backoff.
+    let stop_resending = CancellationToken::new();
+    tracker.spawn(crate::outbox::run(
+        app.clone(),
+        stop_resending.clone(),
+        hard.clone(),
+    ));
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_runs));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let check = Duration::from_secs(config.server.check_interval_seconds);
@@ -231,6 +238,7 @@ pub async fn run(
         }
     }
 
+    stop_resending.cancel();
     let in_flight = tracker.len();
     tracing::info!(
         runs_in_flight = in_flight,

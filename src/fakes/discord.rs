@@ -103,6 +103,8 @@ pub enum Fail {
     BlockedByAutoMod,
     /// Never answer and create nothing (until the client gives up or the fake is dropped).
     Hang,
+    /// Take this long (tokio time) before handling the request as usual.
+    Slow(Duration),
     /// Create the message (Discord accepted it) and then never answer: the client dies or times
     /// out between "Discord accepted" and "recorded as posted".
     HangAfterCreate,
@@ -581,6 +583,10 @@ async fn before_request(
         Some(Fail::Hang) => {
             shared.hang().await;
             Err(generic_status(503).into_response())
+        }
+        Some(Fail::Slow(wait)) => {
+            tokio::time::sleep(wait).await;
+            Ok(AfterCreate::Answer)
         }
     }
 }

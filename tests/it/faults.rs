@@ -345,7 +345,7 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
     posts_decide(&app.store, &[1], Decision::Retry, &mut out)
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out), "post 1 approved for retry\n");
+    assert_eq!(String::from_utf8_lossy(&out), "post 1 queued for sending\n");
     eventually(
         "the retried post went out",
         Duration::from_secs(120),
@@ -378,4 +378,130 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
         PostStatus::Rejected
     );
     running.stop().await;
+}
+
+/// The server dies after Discord accepted a message and before it was recorded; on restart the
+/// re-send loop sends it again at once, inside Discord's nonce window (the actor's next fire is
+/// an hour away, long past the window): one message, and the post records its id. Then, past
+/// the window, nothing is sent again.
+#[tokio::test]
+async fn crash_after_accept_is_resent_at_start_up_inside_the_nonce_window() {
+    use bot_server::fakes::discord::NONCE_WINDOW;
+    use bot_server::store::PostStatus;
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.discord.push_failure(Fail::HangAfterCreate);
+    let config = env.config(
+        "",
+        "[[actors]]\nname = \"hourly\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
+    );
+
+    // First life, on a runtime of its own: dropping that runtime is the crash (every task
+    // stops where it is, nothing more is written).
+    let (crash, crashed) = tokio::sync::oneshot::channel::<()>();
+    let first_life = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _running = Running::start(app_for(&config).await);
+                let _ = crashed.await;
+            });
+            runtime.shutdown_background();
+        }
+    });
+    eventually(
+        "Discord accepted the message",
+        Duration::from_secs(30),
+        || async { env.discord.messages_in(CHANNEL).len() == 1 },
+    )
+    .await;
+    crash.send(()).unwrap();
+    first_life.await.unwrap();
+
+    // Second life, on the paused clock.
+    tokio::time::pause();
+    let running = Running::start(env.app(&config).await);
+    let app = running.app.clone();
+    eventually(
+        "the post is recorded as posted",
+        Duration::from_secs(60),
+        || async {
+            app.store
+                .post(1)
+                .await
+                .unwrap()
+                .is_some_and(|p| p.status == PostStatus::Posted)
+        },
+    )
+    .await;
+    tokio::time::sleep(NONCE_WINDOW * 2).await;
+    let messages = env.discord.messages_in(CHANNEL);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let post = app.store.post(1).await.unwrap().unwrap();
+    assert_eq!(post.message_ids, vec![messages[0].id.to_string()]);
+    assert!(env.discord.request_count() >= 2, "the re-send happened");
+    running.stop().await;
+}
+
+/// A `post` actor and a `publish` actor on one webhook, with Discord slow to answer: each post
+/// goes out once (a post in flight is claimed by one sender; a publisher takes approved posts,
+/// never another sender's `sending` one).
+#[tokio::test(start_paused = true)]
+async fn post_and_publish_actors_on_one_webhook_send_each_post_once() {
+    let env = TestEnv::new().await;
+    env.llm.set_responder(pipeline_responder);
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"news at {{ now }}\"\n",
+    );
+    let url = env.discord.add_webhook(99, "hook-token");
+    for _ in 0..8 {
+        env.discord.push_failure(Fail::Slow(Duration::from_secs(3)));
+    }
+    let config = env.config(
+        "",
+        &format!(
+            r#"
+[targets.hook]
+type = "webhook"
+url = "{url}"
+
+[[actors]]
+name = "poster"
+narrative = "one.toml"
+target = "hook"
+[actors.schedule]
+type = "Interval"
+seconds = 10
+
+[[actors]]
+name = "publisher"
+action = "publish"
+target = "hook"
+[actors.schedule]
+type = "Interval"
+seconds = 1
+"#
+        ),
+    );
+    let running = Running::start(env.app(&config).await);
+    eventually("4 posts", Duration::from_secs(120), || async {
+        env.discord.messages_in(99).len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let app = running.stop().await;
+    let messages = env.discord.messages_in(99);
+    let mut contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    let sent = contents.len();
+    contents.sort_unstable();
+    contents.dedup();
+    assert_eq!(contents.len(), sent, "a post went out twice: {messages:?}");
+    let posts = app.store.posts(None, None, 100).await.unwrap();
+    assert_eq!(posts.len(), sent);
 }

@@ -101,19 +101,11 @@ type = "log"
 
     /// LLM clients with the fake's key given directly (tests cannot set env vars safely).
     pub fn llm_clients(&self, config: &Config) -> LlmClients {
-        let keys = BTreeMap::from([("gemini".to_owned(), Secret::new(GEMINI_KEY))]);
-        LlmClients::with_api_keys(&config.providers, &keys).unwrap()
+        llm_clients(config)
     }
 
     pub async fn app(&self, config_path: &Path) -> Arc<App> {
-        let config = Config::load(config_path).unwrap();
-        let llm = self.llm_clients(&config);
-        let options = AppOptions {
-            discord_token: Some(Secret::new(DISCORD_TOKEN)),
-            llm: Some(llm),
-            ..Default::default()
-        };
-        Arc::new(App::build(config, options).await.unwrap())
+        app_for(config_path).await
     }
 
     /// `bot-server serve` as a child process, output discarded (an unread pipe could fill up
@@ -142,6 +134,24 @@ type = "log"
             .kill_on_drop(true);
         cmd
     }
+}
+
+/// LLM clients with the fake's key given directly (tests cannot set env vars safely).
+pub fn llm_clients(config: &Config) -> LlmClients {
+    let keys = BTreeMap::from([("gemini".to_owned(), Secret::new(GEMINI_KEY))]);
+    LlmClients::with_api_keys(&config.providers, &keys).unwrap()
+}
+
+/// The app of the config at `config_path`, with the fakes' token and key; needs no `TestEnv`
+/// borrow, so a test can build it on a runtime of its own.
+pub async fn app_for(config_path: &Path) -> Arc<App> {
+    let config = Config::load(config_path).unwrap();
+    let options = AppOptions {
+        discord_token: Some(Secret::new(DISCORD_TOKEN)),
+        llm: Some(llm_clients(&config)),
+        ..Default::default()
+    };
+    Arc::new(App::build(config, options).await.unwrap())
 }
 
 /// A server running in-process.
