@@ -244,7 +244,8 @@ impl Narrative {
     /// When the file cannot be read or parsed, `[toc] order` names an act that does not exist,
     /// an act is not in the order, or a template is invalid or refers to a later act.
     pub fn load(path: &Path) -> Result<Self, NarrativeError> {
-        let file: NarrativeFile = tomlfile::load(path)?;
+        // Never the environment: a narrative's text is sent to a model.
+        let file: NarrativeFile = tomlfile::load_literal(path)?;
         Self::from_file(path, file)
     }
 
@@ -254,7 +255,7 @@ impl Narrative {
     ///
     /// See [`Narrative::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, NarrativeError> {
-        let file: NarrativeFile = tomlfile::parse(path, text, |name| std::env::var(name).ok())?;
+        let file: NarrativeFile = tomlfile::parse_literal(path, text)?;
         Self::from_file(path, file)
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Every error names the file, the key path (`actors[1].schedule.seconds`) and, where TOML
 //! gives a position, the line. Unknown keys are errors (`deny_unknown_fields` on every table),
-//! so a typo is reported instead of silently ignored. `${VAR}` references are replaced from the
-//! environment before parsing; an unset variable is an error naming it.
+//! so a typo is reported instead of silently ignored. In the server config, `${VAR}` references
+//! are replaced from the environment before parsing; an unset variable is an error naming it.
+//! Narratives are read without the environment ([`load_literal`]): their text goes to a model,
+//! so `${VAR}` stays text there, and a reference to a secret's name is refused.
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,72 @@ pub enum TomlFileError {
         line: usize,
         var: String,
     },
+    #[error(
+        "{path}:{line}: `${{{var}}}` names a secret, and a narrative's text is sent to the model as it is (narratives do not read environment variables): remove it"
+    )]
+    SecretReference {
+        path: PathBuf,
+        line: usize,
+        var: String,
+    },
+}
+
+/// Whether an environment variable's name says it holds a secret: the bot token, the database
+/// URL, provider keys, webhook URLs, and anything named like a token, key, secret or password.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let name = name.strip_suffix("_FILE").unwrap_or(&name);
+    name == "DATABASE_URL"
+        || name.contains("WEBHOOK")
+        || [
+            "TOKEN",
+            "KEY",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "CREDENTIALS",
+        ]
+        .iter()
+        .any(|word| name == *word || name.ends_with(&format!("_{word}")))
+}
+
+/// Reads and parses `path` without the environment: `${VAR}` is text, except that a reference
+/// to a secret's name ([`is_secret_name`]) is an error.
+///
+/// # Errors
+///
+/// When the file cannot be read, names a secret, or the content does not match `T`.
+pub fn load_literal<T: DeserializeOwned>(path: &Path) -> Result<T, TomlFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_literal(path, &text)
+}
+
+/// Parses `text` as the content of `path` without the environment (see [`load_literal`]).
+///
+/// # Errors
+///
+/// See [`load_literal`].
+pub fn parse_literal<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, TomlFileError> {
+    for (index, line) in text.lines().enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            let tail = &rest[start + 2..];
+            let Some(end) = tail.find('}') else { break };
+            let var = tail[..end].split(":-").next().unwrap_or_default().trim();
+            if is_secret_name(var) {
+                return Err(TomlFileError::SecretReference {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    var: var.to_owned(),
+                });
+            }
+            rest = &tail[end + 1..];
+        }
+    }
+    deserialize(path, text)
 }
 
 /// Reads and parses `path`.
@@ -58,6 +126,10 @@ pub fn parse<T: DeserializeOwned>(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<T, TomlFileError> {
     let text = interpolate(path, text, env)?;
+    deserialize(path, &text)
+}
+
+fn deserialize<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, TomlFileError> {
     let parse_error = |err: toml::de::Error, key: Option<String>| {
         // Syntax errors (e.g. "duplicate key") carry no key path; the span's text names it.
         let key = key.or_else(|| {
@@ -67,12 +139,12 @@ pub fn parse<T: DeserializeOwned>(
         });
         TomlFileError::Parse {
             path: path.to_owned(),
-            line: err.span().map(|span| line_of(&text, span.start)),
+            line: err.span().map(|span| line_of(text, span.start)),
             key,
             message: err.message().trim().to_owned(),
         }
     };
-    let deserializer = toml::Deserializer::parse(&text).map_err(|err| parse_error(err, None))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| parse_error(err, None))?;
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let key = err.path().to_string();
         let key = (key != ".").then_some(key);
@@ -162,6 +234,41 @@ mod tests {
     struct Inner {
         #[allow(dead_code)]
         seconds: u64,
+    }
+
+    /// Secret names are recognised; ordinary ones are not.
+    #[test]
+    fn secret_names() {
+        for name in [
+            "DISCORD_TOKEN",
+            "GEMINI_API_KEY",
+            "OPENAI_API_KEY",
+            "DATABASE_URL",
+            "DISCORD_WEBHOOK_URL",
+            "DISCORD_TOKEN_FILE",
+            "MY_SECRET",
+            "db_password",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["TOPIC", "HOME", "KEYBOARD", "MONKEY_NAME", "LANG"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+    }
+
+    /// Without the environment `${VAR}` stays text, and a secret's name is refused with the
+    /// file and line.
+    #[test]
+    fn literal_files_keep_references_and_refuse_secrets() {
+        let ok: Outer = parse_literal(Path::new("n.toml"), "name = \"cost: ${PRICE}\"\n").unwrap();
+        assert_eq!(ok.name, "cost: ${PRICE}");
+        let e = parse_literal::<Outer>(Path::new("n.toml"), "\nname = \"leak ${DISCORD_TOKEN}\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "n.toml:2: `${DISCORD_TOKEN}` names a secret, and a narrative's text is sent to the model as it is (narratives do not read environment variables): remove it"
+        );
     }
 
     fn env(name: &str) -> Option<String> {

@@ -444,3 +444,28 @@ async fn crash_after_discord_accepted_does_not_post_twice() {
         "the re-run's identical text is a duplicate"
     );
 }
+
+/// A narrative is not expanded from the environment: `${DISCORD_TOKEN}` in a prompt is refused
+/// at `check` (naming file and line) instead of sending the token to the model, and `run`
+/// refuses it too; other `${...}` stay text.
+#[tokio::test]
+async fn narrative_naming_a_secret_is_refused() {
+    let env = TestEnv::new().await;
+    env.write(
+        "leak.toml",
+        "[narrative]\nname = \"leak\"\n[acts]\nonly = \"Here is ${DISCORD_TOKEN} for you\"\n",
+    );
+    env.config(
+        "",
+        "[[actors]]\nname = \"leak\"\nnarrative = \"leak.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "leak.toml:4: `${DISCORD_TOKEN}` names a secret, and a narrative's text is sent to the model as it is",
+    );
+    let o = output(&env, &["run", "leak.toml"]).await;
+    assert_fails_with(&o, "`${DISCORD_TOKEN}` names a secret");
+    assert_eq!(env.llm.request_count(), 0);
+    assert!(!stderr(&o).contains(DISCORD_TOKEN) && !stdout(&o).contains(DISCORD_TOKEN));
+}
