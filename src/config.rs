@@ -53,6 +53,9 @@ pub struct ServerSettings {
     /// Run records (and their act outputs) older than this are deleted; posts are kept, so
     /// dedup still sees everything ever posted. 0 keeps every run.
     pub run_retention_days: u64,
+    /// Most Discord messages (of 2,000 characters) one post may become; a longer text fails
+    /// the run instead of flooding the channel.
+    pub max_parts_per_post: usize,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +71,7 @@ impl Default for ServerSettings {
             default_provider: "gemini".to_owned(),
             max_concurrent_runs: 16,
             run_retention_days: 30,
+            max_parts_per_post: 4,
         }
     }
 }
@@ -267,6 +271,12 @@ impl Config {
         if server.max_consecutive_failures == 0 {
             return Err(invalid(
                 "server.max_consecutive_failures".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if server.max_parts_per_post == 0 {
+            return Err(invalid(
+                "server.max_parts_per_post".into(),
                 "must be at least 1".into(),
             ));
         }

@@ -97,6 +97,7 @@ pub async fn run_actor(
                     "the final act produced no text to post".into(),
                 ));
             }
+            check_parts(app, actor, &text)?;
             match app
                 .store
                 // Queued as `sending`: it goes out now (one write instead of two).
@@ -143,6 +144,9 @@ pub async fn run_actor(
             let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
             summary.acts = outputs.len();
             let posts = generated_posts(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+            for text in &posts {
+                check_parts(app, actor, text)?;
+            }
             for text in posts {
                 match app
                     .store
@@ -203,6 +207,23 @@ pub async fn run_actor(
         }
     }
     Ok(summary)
+}
+
+/// Refuses a post that would become more than `max_parts_per_post` Discord messages.
+fn check_parts(app: &App, actor: &Actor, text: &str) -> Result<(), RunError> {
+    let max = app.config.server.max_parts_per_post;
+    let parts = split_message(text, MAX_MESSAGE_CHARS).len();
+    if parts <= max {
+        return Ok(());
+    }
+    Err(output_error(
+        app,
+        actor,
+        format!(
+            "the post would be {parts} Discord messages ({} characters); at most {max} are allowed ([server] max_parts_per_post): ask the model for less, or raise the limit",
+            text.chars().count()
+        ),
+    ))
 }
 
 fn output_error(app: &App, actor: &Actor, message: String) -> RunError {

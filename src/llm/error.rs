@@ -79,6 +79,12 @@ pub enum LlmError {
     #[error("provider `{provider}` returned no answer: {reason}")]
     NoAnswer { provider: String, reason: String },
 
+    /// The answer was longer than the provider's `max_response_bytes`; not retried.
+    #[error(
+        "provider `{provider}` sent a response over {max_bytes} bytes (max_response_bytes): not read"
+    )]
+    TooLarge { provider: String, max_bytes: u64 },
+
     /// The provider's settings cannot work (bad URL, zero limit, unreadable key file, no model).
     #[error("provider `{provider}` has invalid settings: {reason}")]
     InvalidSettings { provider: String, reason: String },
@@ -126,6 +132,7 @@ impl LlmError {
             | Self::Transport { provider, .. }
             | Self::Decode { provider, .. }
             | Self::NoAnswer { provider, .. }
+            | Self::TooLarge { provider, .. }
             | Self::InvalidSettings { provider, .. } => provider,
         }
     }
@@ -144,6 +151,7 @@ impl LlmError {
             Self::Transport { .. } => "transport",
             Self::Decode { .. } => "decode",
             Self::NoAnswer { .. } => "no_answer",
+            Self::TooLarge { .. } => "too_large",
             Self::InvalidSettings { .. } => "invalid_settings",
         }
     }
@@ -228,6 +236,7 @@ impl LlmError {
             },
             other @ (Self::UnknownProvider { .. }
             | Self::MissingApiKey { .. }
+            | Self::TooLarge { .. }
             | Self::Timeout { .. }) => other,
         }
     }

@@ -16,12 +16,17 @@ use super::LlmError;
 /// How much of an unexpected body goes into an error: enough to recognise it, not a page.
 const EXCERPT_CHARS: usize = 300;
 
+/// Default bound of one response body: a long answer is tens of kilobytes.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
 /// One provider's HTTP client.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTarget {
     pub provider: String,
     pub client: reqwest::Client,
     pub timeout_seconds: u64,
+    /// A longer body is not read (a runaway or hostile server must not fill memory).
+    pub max_response_bytes: u64,
 }
 
 /// A complete HTTP answer, whatever its status.
@@ -57,31 +62,57 @@ impl HttpTarget {
             provider: provider.to_owned(),
             client,
             timeout_seconds,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
-    /// Sends the request and reads the whole body.
+    /// The same client with another bound on response bodies.
+    #[must_use]
+    pub fn with_max_response_bytes(mut self, max_response_bytes: u64) -> Self {
+        self.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// Sends the request and reads the whole body, up to `max_response_bytes`.
     ///
     /// # Errors
     ///
     /// [`LlmError::Timeout`] when the request or the body took longer than the timeout,
+    /// [`LlmError::TooLarge`] when the body is longer than `max_response_bytes`,
     /// [`LlmError::Transport`] for any other failure to exchange the request.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpReply, LlmError> {
-        let response = request
+        let mut response = request
             .timeout(Duration::from_secs(self.timeout_seconds))
             .send()
             .await
             .map_err(|err| self.transport_error(err))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .text()
+        let too_large = || LlmError::TooLarge {
+            provider: self.provider.clone(),
+            max_bytes: self.max_response_bytes,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response_bytes)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|err| self.transport_error(err))?;
+            .map_err(|err| self.transport_error(err))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > self.max_response_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         Ok(HttpReply {
             status,
             headers,
-            body,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 

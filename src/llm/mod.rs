@@ -94,6 +94,8 @@ pub struct ProviderSettings {
     pub tokens_per_minute: Option<u32>,
     /// Cap of one backoff wait, including a provider's `Retry-After`; default 60.
     pub max_backoff_seconds: Option<u64>,
+    /// Longest response body read; a longer one fails the call; default 1 MiB.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// The wire protocol of a provider.
@@ -499,19 +501,20 @@ impl Provider {
             (public_api || kind == ProviderKind::Offline).then(|| kind.default_model().to_owned())
         });
 
+        let max_response_bytes = settings
+            .max_response_bytes
+            .unwrap_or(http::DEFAULT_MAX_RESPONSE_BYTES);
+        if max_response_bytes == 0 {
+            return Err(invalid("max_response_bytes must be at least 1".to_owned()));
+        }
+        let http = HttpTarget::new(name, client.clone(), timeout_seconds)
+            .with_max_response_bytes(max_response_bytes);
         let backend = match (kind, base) {
-            (ProviderKind::Gemini, Some(base)) => Backend::Gemini(GeminiClient::new(
-                HttpTarget::new(name, client.clone(), timeout_seconds),
-                base,
-            )),
-            (ProviderKind::Openai, Some(base)) => Backend::Openai(OpenAiClient::new(
-                HttpTarget::new(name, client.clone(), timeout_seconds),
-                base,
-            )?),
-            (ProviderKind::Anthropic, Some(base)) => Backend::Anthropic(AnthropicClient::new(
-                HttpTarget::new(name, client.clone(), timeout_seconds),
-                base,
-            )?),
+            (ProviderKind::Gemini, Some(base)) => Backend::Gemini(GeminiClient::new(http, base)),
+            (ProviderKind::Openai, Some(base)) => Backend::Openai(OpenAiClient::new(http, base)?),
+            (ProviderKind::Anthropic, Some(base)) => {
+                Backend::Anthropic(AnthropicClient::new(http, base)?)
+            }
             _ => Backend::Offline(OfflineClient),
         };
         Ok(Self {

@@ -505,3 +505,65 @@ seconds = 1
     let posts = app.store.posts(None, None, 100).await.unwrap();
     assert_eq!(posts.len(), sent);
 }
+
+/// A model answering 1 MB does not become hundreds of Discord messages: the run fails naming
+/// the limit (`max_parts_per_post`, default 4), nothing is queued or sent.
+#[tokio::test(start_paused = true)]
+async fn huge_answer_fails_the_run_instead_of_flooding_the_channel() {
+    use bot_server::fakes::llm::Reply;
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.llm.push(Reply::Text("word ".repeat(200_000)));
+    let config = env.config("", ONCE_ACTOR);
+    let running = Running::start(env.app(&config).await);
+    let app = running.app.clone();
+    eventually("the run ended", Duration::from_secs(60), || async {
+        app.store
+            .recent_runs(Some("once"), 1)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.finished_at.is_some())
+    })
+    .await;
+    let run = app
+        .store
+        .recent_runs(Some("once"), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("the post would be 500 Discord messages (999999 characters); at most 4 are allowed ([server] max_parts_per_post)"),
+        "{error}"
+    );
+    assert!(app.store.posts(None, None, 10).await.unwrap().is_empty());
+    assert!(env.discord.messages().is_empty());
+    running.stop().await;
+}
+
+/// A provider answer over `max_response_bytes` is not read and not retried: one request, and
+/// an error naming the limit.
+#[tokio::test]
+async fn answer_over_max_response_bytes_is_refused_without_retry() {
+    use bot_server::fakes::llm::Reply;
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.llm.push(Reply::Text("x".repeat(20_000)));
+    let config = env.config("", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_retries = 2",
+        "max_retries = 2\nmax_response_bytes = 10000",
+    );
+    std::fs::write(&config, text).unwrap();
+    let o = env.command(&["run", "one.toml"]).output().await.unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "provider `gemini` sent a response over 10000 bytes (max_response_bytes): not read"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(env.llm.request_count(), 1);
+}
