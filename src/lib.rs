@@ -22,7 +22,7 @@
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`]: logs (stderr, `RUST_LOG`, `LOG_FORMAT`) and OpenTelemetry traces (OTLP export).
 //! - [`commands`]: the CLI subcommands as library functions.
-//! - [`clock`]: wall-clock time derived from tokio's clock, so tests can pause it.
+//! - [`clock`]: the system's wall-clock time, which moves with tokio's clock when a test pauses it.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic, Discord and an OTLP trace
 //!   receiver, speaking their wire formats; used by the tests and the benchmarks.

@@ -5,7 +5,10 @@
 //! finishing, or shutdown. Each due actor runs in its own task (a slow narrative does not delay
 //! the others), bounded by `run_timeout_seconds` and `max_concurrent_runs`; an actor never runs
 //! twice at once. Next fire times come from the stored history, so a restart continues where
-//! the last process stopped instead of firing everything at once.
+//! the last process stopped instead of firing everything at once. Due times are wall-clock
+//! times and the loop reads the clock afresh on every wake-up, so a step of the system clock
+//! (NTP, suspend) is acted on within one check interval even while it sleeps towards a due
+//! time computed before the step.
 //!
 //! Shutdown: the loop stops starting runs, waits up to `shutdown_grace_seconds` for runs in
 //! flight, then cancels what is left between acts (a Discord send that has started completes

@@ -472,6 +472,75 @@ type = "Immediate"
     );
 }
 
+/// A run due in 1 h starts within one check interval once the system clock is stepped
+/// forward 1 h: the scheduler re-reads the wall clock after each wake-up.
+#[tokio::test(start_paused = true)]
+async fn stepping_the_wall_clock_forward_makes_a_run_due() {
+    use bot_server::app::{App, AppOptions};
+    use bot_server::clock::Clock;
+    use bot_server::config::Config;
+    use bot_server::secret::Secret;
+    use chrono::{SecondsFormat, TimeDelta, Utc};
+    use std::sync::{Arc, Mutex};
+
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    let due = Utc::now() + TimeDelta::hours(1);
+    let config = env.config(
+        "check_interval_seconds = 60",
+        &format!(
+            "[[actors]]\nname = \"once\"\nnarrative = \"one.toml\"\ntarget = \"console\"\n\
+             [actors.schedule]\ntype = \"Once\"\nat = \"{}\"\n",
+            due.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+    );
+    // The system clock, plus a step that the test sets as NTP would.
+    let step = Arc::new(Mutex::new(TimeDelta::zero()));
+    let clock = Clock::with_source({
+        let step = step.clone();
+        move || Utc::now() + *step.lock().unwrap()
+    });
+    let loaded = Config::load(&config).unwrap();
+    let options = AppOptions {
+        clock: Some(clock),
+        discord_token: Some(Secret::new(DISCORD_TOKEN)),
+        llm: Some(env.llm_clients(&loaded)),
+        ..Default::default()
+    };
+    let running = Running::start(Arc::new(App::build(loaded, options).await.unwrap()));
+    let runs = || async {
+        running
+            .app
+            .store
+            .recent_runs(Some("once"), 10)
+            .await
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(runs().await.is_empty(), "not due yet");
+
+    *step.lock().unwrap() = TimeDelta::hours(1);
+    let stepped = running.app.clock.now();
+    eventually(
+        "the run after the step",
+        Duration::from_secs(70),
+        || async {
+            runs()
+                .await
+                .first()
+                .is_some_and(|r| r.finished_at.is_some())
+        },
+    )
+    .await;
+    let run = &runs().await[0];
+    assert!(
+        run.started_at >= due && run.started_at <= stepped + TimeDelta::seconds(60),
+        "started within a check interval of the step: {run:?}"
+    );
+    assert_eq!(run.outcome, RunOutcome::Success);
+    running.stop().await;
+}
+
 /// A webhook target posts through Discord's execute-webhook route (wait=true) and records
 /// the message id; a wrong webhook token fails the run without the token in the error.
 #[tokio::test(start_paused = true)]
