@@ -12,8 +12,11 @@
 //!
 //! Channel messages carry a `nonce` with `enforce_nonce: true`: Discord answers a repeated nonce
 //! (within a few minutes) with the message it already created, so re-sending after a crash does
-//! not post twice. Webhook URLs carry a token: no URL, path or request is ever logged or put in
-//! an error (errors name the webhook id only).
+//! not post twice. A webhook takes no nonce: after a failure that may have come after Discord
+//! accepted the message (5xx, a timeout, a dropped connection) it is not sent again but set
+//! aside for an operator ([`DeliveryError::Uncertain`]); a refused connection or a 429 is retried.
+//! Webhook URLs carry a token: no URL, path or request is ever logged or put in an error
+//! (errors name the webhook id only).
 
 pub mod ratelimit;
 mod split;
@@ -56,6 +59,20 @@ pub enum DeliveryError {
     Api { status: u16, message: String },
     #[error("Discord request failed: {0}")]
     Transport(String),
+    /// The connection could not be made: nothing was sent, so sending again is safe.
+    #[error("Discord cannot be reached: {0}")]
+    Connect(String),
+    /// A webhook request failed after it was sent (5xx, timeout, a dropped connection):
+    /// Discord may have posted the message, and a webhook takes no nonce, so sending again
+    /// could post it twice.
+    #[error(
+        "{what}: Discord may have posted the message (webhooks take no nonce, so it is not sent again blindly): check the channel, then `bot-server posts retry ID` or `bot-server posts reject ID`"
+    )]
+    Uncertain {
+        what: String,
+        #[source]
+        source: Box<DeliveryError>,
+    },
     #[error("Discord request timed out")]
     Timeout,
     #[error("a Discord target needs a bot token: set DISCORD_TOKEN (or DISCORD_TOKEN_FILE)")]
@@ -69,21 +86,34 @@ pub enum DeliveryError {
 impl DeliveryError {
     fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Transport(_) | Self::Timeout => true,
+            Self::RateLimited { .. } | Self::Transport(_) | Self::Connect(_) | Self::Timeout => {
+                true
+            }
             Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
     }
 
-    /// Whether Discord refused this message for good: sending it again would be refused again
-    /// (400 e.g. AutoMod or invalid content, 403, 404, 413 and other 4xx but 401, 408 and 429).
-    /// A 401 is the token's fault, not the post's: the post stays queued.
+    /// Whether the post must not be sent again by itself: Discord refused it for good (400
+    /// e.g. AutoMod or invalid content, 403, 404, 413 and other 4xx but 401, 408 and 429), or a
+    /// webhook may have posted it ([`DeliveryError::Uncertain`]). A 401 is the token's fault,
+    /// not the post's: the post stays queued.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Forbidden { .. } | Self::NotFound { .. } => true,
+            Self::Forbidden { .. } | Self::NotFound { .. } | Self::Uncertain { .. } => true,
             Self::Api { status, .. } => {
                 (400..500).contains(status) && !matches!(status, 401 | 408 | 429)
             }
+            _ => false,
+        }
+    }
+
+    /// Whether Discord may have accepted the request: it was sent and the answer was a 5xx, or
+    /// never came (a timeout, a dropped connection).
+    fn may_have_been_accepted(&self) -> bool {
+        match self {
+            Self::Transport(_) | Self::Timeout => true,
+            Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
     }
@@ -97,6 +127,8 @@ impl DeliveryError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Api { .. } => "api_error",
             Self::Transport(_) => "transport",
+            Self::Connect(_) => "connect",
+            Self::Uncertain { .. } => "uncertain",
             Self::Timeout => "timeout",
             Self::MissingToken => "missing_token",
             Self::Decode(_) => "decode",
@@ -172,6 +204,9 @@ struct ErrorBody {
 
 /// Where one request goes.
 struct Endpoint<'a> {
+    /// Whether sending the same request again cannot post twice (a channel message with its
+    /// nonce); a webhook request is not.
+    idempotent: bool,
     /// The rate-limit bucket: the route's major parameter.
     bucket: String,
     /// Names the endpoint in errors, without secrets.
@@ -250,6 +285,7 @@ impl Delivery {
             Target::Discord { channel_id } => {
                 let token = self.token.as_ref().ok_or(DeliveryError::MissingToken)?;
                 let endpoint = Endpoint {
+                    idempotent: true,
                     bucket: format!("channel:{channel_id}"),
                     what: format!("channel {channel_id}"),
                     url: format!("{}/channels/{channel_id}/messages", self.api),
@@ -271,6 +307,7 @@ impl Delivery {
                         what: "the webhook URL".into(),
                     })?;
                 let endpoint = Endpoint {
+                    idempotent: false,
                     bucket: format!("webhook:{webhook_id}"),
                     what: format!("webhook {webhook_id}"),
                     url: format!("{}/webhooks/{webhook_id}/{token}?wait=true", self.api),
@@ -303,6 +340,12 @@ impl Delivery {
                 Err(err) => err,
             };
             attempt += 1;
+            if !endpoint.idempotent && err.may_have_been_accepted() {
+                return Err(DeliveryError::Uncertain {
+                    what: endpoint.what.clone(),
+                    source: Box::new(err),
+                });
+            }
             if !err.is_retryable() || attempt > self.max_retries {
                 return Err(err);
             }
@@ -419,7 +462,13 @@ fn transport_error(err: reqwest::Error) -> DeliveryError {
     if err.is_timeout() {
         return DeliveryError::Timeout;
     }
-    DeliveryError::Transport(crate::error_chain(&err.without_url()))
+    let connect = err.is_connect();
+    let message = crate::error_chain(&err.without_url());
+    if connect {
+        DeliveryError::Connect(message)
+    } else {
+        DeliveryError::Transport(message)
+    }
 }
 
 fn parse_webhook(url: &str) -> Option<(u64, String)> {

@@ -105,6 +105,10 @@ pub enum Fail {
     Hang,
     /// Take this long (tokio time) before handling the request as usual.
     Slow(Duration),
+    /// Start a 200 answer and break the connection in its body, creating nothing.
+    ResetBeforeCreate,
+    /// Create the message, then break the connection in the answer's body.
+    ResetAfterCreate,
     /// Create the message (Discord accepted it) and then never answer: the client dies or times
     /// out between "Discord accepted" and "recorded as posted".
     HangAfterCreate,
@@ -518,6 +522,23 @@ enum AfterCreate {
     Answer,
     Hang,
     Status(u16),
+    Reset,
+}
+
+/// A 200 whose body breaks off: the client sees the connection fail mid-answer.
+fn broken_answer() -> Response {
+    let body = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by the fake",
+        ))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Applies a scripted failure that happens before Discord looks at the request: `Err` is the
@@ -588,6 +609,8 @@ async fn before_request(
             tokio::time::sleep(wait).await;
             Ok(AfterCreate::Answer)
         }
+        Some(Fail::ResetBeforeCreate) => Err(broken_answer()),
+        Some(Fail::ResetAfterCreate) => Ok(AfterCreate::Reset),
     }
 }
 
@@ -611,6 +634,7 @@ async fn finish(
             generic_status(503).into_response()
         }
         AfterCreate::Status(status) => generic_status(status).into_response(),
+        AfterCreate::Reset => broken_answer(),
     }
 }
 

@@ -220,7 +220,7 @@ async fn binary_in_a_429_storm_is_bounded_and_stops_within_grace() {
 }
 
 /// A webhook's token never appears in any output, with the most verbose logs, JSON logs and
-/// spans printed to stdout, through a 429, a 500 and a success.
+/// spans printed to stdout, through a 429, a 401 (re-sent by the loop) and a success.
 #[tokio::test]
 async fn webhook_token_never_appears_in_output() {
     const TOKEN: &str = "hook-token-SECRET-9f8e7d";
@@ -231,7 +231,7 @@ async fn webhook_token_never_appears_in_output() {
         retry_after_seconds: 0.2,
         global: false,
     });
-    env.discord.push_failure(Fail::Status(500));
+    env.discord.push_failure(Fail::Unauthorized);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -566,4 +566,161 @@ async fn answer_over_max_response_bytes_is_refused_without_retry() {
         "{stderr}"
     );
     assert_eq!(env.llm.request_count(), 1);
+}
+
+/// How a failure mode must end for a post.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ends {
+    /// Sent again until Discord accepts it: posted, once.
+    Posted,
+    /// Set aside for an operator (`failed`, with a reason), never sent twice.
+    SetAside,
+}
+
+/// Every Discord failure mode, on a channel and on a webhook, injected into the first send of
+/// three posts: no post is sent twice, none is lost (each is posted or set aside as `failed`
+/// with a reason), none is left `sending`, requests stay bounded per second, and no token
+/// reaches the store. A webhook has no nonce, so a failure that may come after Discord
+/// accepted (5xx, hang, reset after the request went out) sets the post aside instead of
+/// sending it again; a channel message is re-sent with its nonce.
+#[tokio::test(start_paused = true)]
+async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
+    use Ends::*;
+    use bot_server::store::PostStatus;
+    let global = Fail::RateLimited {
+        retry_after_seconds: 2.0,
+        global: true,
+    };
+    let route = Fail::RateLimited {
+        retry_after_seconds: 2.0,
+        global: false,
+    };
+    let modes: Vec<(&str, Fail, Ends, Ends)> = vec![
+        ("429 global", global, Posted, Posted),
+        ("429 route", route, Posted, Posted),
+        (
+            "429 from Cloudflare",
+            Fail::CloudflareRateLimited {
+                retry_after_seconds: 2,
+            },
+            Posted,
+            Posted,
+        ),
+        ("400 AutoMod", Fail::BlockedByAutoMod, SetAside, SetAside),
+        ("401", Fail::Unauthorized, Posted, Posted),
+        ("403", Fail::Status(403), SetAside, SetAside),
+        ("404", Fail::Status(404), SetAside, SetAside),
+        ("413", Fail::Status(413), SetAside, SetAside),
+        ("500 before accept", Fail::Status(500), Posted, SetAside),
+        (
+            "502 after accept",
+            Fail::StatusAfterCreate(502),
+            Posted,
+            SetAside,
+        ),
+        ("hang before accept", Fail::Hang, Posted, SetAside),
+        ("hang after accept", Fail::HangAfterCreate, Posted, SetAside),
+        (
+            "reset before accept",
+            Fail::ResetBeforeCreate,
+            Posted,
+            SetAside,
+        ),
+        (
+            "reset after accept",
+            Fail::ResetAfterCreate,
+            Posted,
+            SetAside,
+        ),
+    ];
+    const WEBHOOK: u64 = 4242;
+    const HOOK_TOKEN: &str = "hook-SECRET-token-77";
+    for (name, fail, on_channel, on_webhook) in modes {
+        for webhook in [false, true] {
+            let env = TestEnv::new().await;
+            env.write(
+                "one.toml",
+                "[narrative]\nname = \"one\"\n[acts]\nonly = \"news at {{ now }}\"\n",
+            );
+            let url = env.discord.add_webhook(WEBHOOK, HOOK_TOKEN);
+            let (target, expected, inbox) = if webhook {
+                ("hook", on_webhook, WEBHOOK)
+            } else {
+                ("chan", on_channel, CHANNEL)
+            };
+            env.discord.push_failure(fail.clone());
+            let config = env.config(
+                "",
+                &format!(
+                    "[targets.hook]\ntype = \"webhook\"\nurl = \"{url}\"\n\n[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"{target}\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 60\n"
+                ),
+            );
+            let case = format!("{name} on {target}");
+            let running = Running::start(env.app(&config).await);
+            let app = running.app.clone();
+            // Three runs, then time for the re-send loop's backoff to play out.
+            tokio::time::sleep(Duration::from_secs(60 * 3 + 30)).await;
+            let app = {
+                drop(app);
+                running.stop().await
+            };
+            let posts = app.store.posts(None, None, 100).await.unwrap();
+            assert!(posts.len() >= 3, "{case}: {} posts", posts.len());
+            let messages = env.discord.messages_in(inbox);
+            for post in &posts {
+                let copies = messages
+                    .iter()
+                    .filter(|m| m.content == post.content)
+                    .count();
+                assert!(copies <= 1, "{case}: post {} sent {copies} times", post.id);
+                match post.status {
+                    PostStatus::Posted => {
+                        assert_eq!(
+                            copies, 1,
+                            "{case}: post {} posted but not in Discord",
+                            post.id
+                        )
+                    }
+                    PostStatus::Failed => assert!(
+                        post.last_error.as_deref().is_some_and(|e| !e.is_empty()),
+                        "{case}: post {} failed without a reason",
+                        post.id
+                    ),
+                    other => panic!("{case}: post {} left {other:?}", post.id),
+                }
+                for secret in [HOOK_TOKEN, DISCORD_TOKEN] {
+                    assert!(
+                        !post
+                            .last_error
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains(secret),
+                        "{case}: a token in post {}'s error",
+                        post.id
+                    );
+                }
+            }
+            let first = &posts[0];
+            let wanted = match expected {
+                Posted => PostStatus::Posted,
+                SetAside => PostStatus::Failed,
+            };
+            assert_eq!(first.status, wanted, "{case}: {first:?}");
+            assert!(
+                posts[1..].iter().all(|p| p.status == PostStatus::Posted),
+                "{case}: later posts held up: {posts:?}"
+            );
+            let runs = app.store.recent_runs(Some("poster"), 10).await.unwrap();
+            for run in runs {
+                for secret in [HOOK_TOKEN, DISCORD_TOKEN] {
+                    assert!(
+                        !run.error.as_deref().unwrap_or_default().contains(secret),
+                        "{case}: a token in a run's error"
+                    );
+                }
+            }
+            let busiest = max_in_window(&env.discord, Duration::from_secs(1));
+            assert!(busiest <= 6, "{case}: {busiest} requests in one second");
+        }
+    }
 }
