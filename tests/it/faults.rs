@@ -724,3 +724,96 @@ async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
         }
     }
 }
+
+/// Every provider failure mode (429 with and without a retry delay, 500, 503, 529, quota,
+/// 401, a hang past the timeout, an undecodable body), answered to every call: each run fails
+/// and is recorded with the cause, nothing is queued or sent, a run makes at most
+/// 1 + max_retries calls, and the key appears in no error.
+#[tokio::test(start_paused = true)]
+async fn every_provider_failure_mode_fails_runs_cleanly() {
+    use bot_server::fakes::llm::Reply;
+    let modes: Vec<(&str, Reply)> = vec![
+        (
+            "429 with delay",
+            Reply::RateLimited {
+                retry_after_seconds: Some(3),
+            },
+        ),
+        (
+            "429 without delay",
+            Reply::RateLimited {
+                retry_after_seconds: None,
+            },
+        ),
+        ("500", Reply::ServerError(500)),
+        ("503", Reply::ServerError(503)),
+        ("529", Reply::ServerError(529)),
+        ("quota", Reply::QuotaExhausted),
+        (
+            "401",
+            Reply::Raw {
+                status: 401,
+                headers: vec![],
+                body: format!(
+                    r#"{{"error": {{"code": 401, "message": "API key {GEMINI_KEY} not valid", "status": "UNAUTHENTICATED"}}}}"#
+                ),
+            },
+        ),
+        ("hang", Reply::Delay(Duration::from_secs(600))),
+        (
+            "garbage",
+            Reply::Raw {
+                status: 200,
+                headers: vec![],
+                body: "<html>oops</html>".into(),
+            },
+        ),
+    ];
+    for (name, reply) in modes {
+        let env = TestEnv::new().await;
+        env.write("one.toml", ONE_ACT);
+        for _ in 0..20 {
+            env.llm.push(reply.clone());
+        }
+        let config = env.config(
+            "",
+            "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 300\n",
+        );
+        let running = Running::start(env.app(&config).await);
+        let app = running.app.clone();
+        eventually(name, Duration::from_secs(600), || async {
+            app.store
+                .recent_runs(Some("poster"), 1)
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|r| r.finished_at.is_some())
+        })
+        .await;
+        drop(app);
+        let app = running.stop().await;
+        let run = app
+            .store
+            .recent_runs(Some("poster"), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let error = run.error.clone().unwrap_or_default();
+        assert!(error.contains("gemini"), "{name}: {error}");
+        assert!(
+            !error.contains(GEMINI_KEY),
+            "{name}: the key in the run's error"
+        );
+        assert!(
+            app.store.posts(None, None, 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(env.discord.messages().is_empty(), "{name}");
+        // max_retries = 2 in the test config.
+        assert!(
+            env.llm.request_count() <= 3,
+            "{name}: {} calls",
+            env.llm.request_count()
+        );
+    }
+}
