@@ -179,14 +179,17 @@ pub async fn posts_list(
         )?;
     }
     for p in posts {
-        let first_line: String = p
-            .content
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(80)
-            .collect();
+        let first_line: String = if p.content.is_empty() {
+            "(text pruned: post_retention_days)".to_owned()
+        } else {
+            p.content
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect()
+        };
         writeln!(
             out,
             "{:>6}  {:<9} {:<24} {}  {}",

@@ -56,6 +56,9 @@ pub struct ServerSettings {
     /// Most Discord messages (of 2,000 characters) one post may become; a longer text fails
     /// the run instead of flooding the channel.
     pub max_parts_per_post: usize,
+    /// The text of posts posted longer ago than this is dropped (their record, with the content
+    /// hash that duplicate detection needs, is kept). 0 keeps every text.
+    pub post_retention_days: u64,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +75,7 @@ impl Default for ServerSettings {
             max_concurrent_runs: 16,
             run_retention_days: 30,
             max_parts_per_post: 4,
+            post_retention_days: 90,
         }
     }
 }

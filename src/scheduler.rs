@@ -158,6 +158,7 @@ pub async fn run(
     let check = Duration::from_secs(config.server.check_interval_seconds);
     tokio::pin!(shutdown);
     let retention_days = config.server.run_retention_days;
+    let post_retention_days = config.server.post_retention_days;
     // Hourly, and once at start: keeps the store bounded however long the server runs.
     let mut prune = tokio::time::interval(Duration::from_secs(3600));
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -219,12 +220,23 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(wake) => {}
-            _ = prune.tick(), if retention_days > 0 => {
-                let before = app.clock.now() - chrono::Duration::days(retention_days as i64);
-                match app.store.prune_runs(before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
-                    Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
+            _ = prune.tick(), if retention_days > 0 || post_retention_days > 0 => {
+                let now = app.clock.now();
+                if retention_days > 0 {
+                    let before = now - chrono::Duration::days(retention_days as i64);
+                    match app.store.prune_runs(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
+                        Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
+                    }
+                }
+                if post_retention_days > 0 {
+                    let before = now - chrono::Duration::days(post_retention_days as i64);
+                    match app.store.prune_posted_texts(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(pruned = n, post_retention_days, "texts of old posts pruned"),
+                        Err(err) => tracing::warn!(cause = %err, "pruning old post texts failed"),
+                    }
                 }
             }
             Some(done) = done_rx.recv() => {

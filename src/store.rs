@@ -958,6 +958,38 @@ impl Store {
         }
     }
 
+    /// Drops the text of posts posted before `before`, keeping each row (target, content hash,
+    /// message ids, dates) so duplicate detection still sees everything ever posted. Works in
+    /// batches of 1,000, so the store is never held for long. Returns how many were pruned.
+    ///
+    /// # Errors
+    ///
+    /// On a database error.
+    pub async fn prune_posted_texts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Batches by id range (the primary key): each holds the store for about a millisecond,
+        // and none re-reads rows an earlier batch already passed.
+        let max_id: i64 = self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM posts", [], |r| r.get(0))
+        })?;
+        let mut pruned = 0;
+        let mut from = 0;
+        while from < max_id {
+            let to = from + 1000;
+            pruned += self
+                .write(|conn| {
+                    Ok(conn.execute(
+                        "UPDATE posts SET content = '' WHERE id > ?1 AND id <= ?2 \
+                         AND status = 'posted' AND posted_at < ?3 AND content <> ''",
+                        params![from, to, ms(before)],
+                    )? as u64)
+                })
+                .await?;
+            from = to;
+            tokio::task::yield_now().await;
+        }
+        Ok(pruned)
+    }
+
     /// Number of run records kept.
     ///
     /// # Errors
@@ -1835,6 +1867,68 @@ mod tests {
             })
             .unwrap();
         assert_eq!(reprepared, 0);
+    }
+
+    /// Pruning drops the text of old posted posts only, and a pruned post still makes the same
+    /// text a duplicate.
+    #[tokio::test]
+    async fn pruned_posts_keep_deduplicating() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let old = Utc::now() - chrono::Duration::days(100);
+        let mut ids = Vec::new();
+        for text in ["old and posted", "old but pending", "new and posted"] {
+            match store
+                .enqueue("log", text, PostStatus::Sending, None, old)
+                .await
+                .unwrap()
+            {
+                Enqueued::New(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        store
+            .record_last_part(ids[0], 1, &["m0".into()], old)
+            .await
+            .unwrap();
+        store
+            .transition(
+                ids[1],
+                &[PostStatus::Sending],
+                PostStatus::Pending,
+                "pending",
+                old,
+            )
+            .await
+            .unwrap();
+        store
+            .record_last_part(ids[2], 1, &["m2".into()], Utc::now())
+            .await
+            .unwrap();
+        let before = Utc::now() - chrono::Duration::days(90);
+        assert_eq!(store.prune_posted_texts(before).await.unwrap(), 1);
+        assert_eq!(store.prune_posted_texts(before).await.unwrap(), 0);
+        let texts: Vec<String> = store
+            .posts(None, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.content)
+            .collect();
+        assert_eq!(texts, vec!["", "old but pending", "new and posted"]);
+        assert_eq!(
+            store
+                .enqueue(
+                    "log",
+                    "Old and  POSTED",
+                    PostStatus::Pending,
+                    None,
+                    Utc::now()
+                )
+                .await
+                .unwrap(),
+            Enqueued::Duplicate(ids[0])
+        );
     }
 
     /// The queue gauges read counts kept by triggers: after queueing, every kind of status
