@@ -47,14 +47,19 @@ pub mod telemetry;
 pub mod tomlfile;
 
 /// `err` and its sources, joined by `: ` (what anyhow's `{:#}` prints), for places that
-/// store or log an error without anyhow.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// store or log an error without anyhow. A cause whose text the chain already holds is not
+/// repeated (reqwest's "error sending request" says little; its cause says "connection
+/// refused", and some errors quote their cause).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
     }
     out
 }

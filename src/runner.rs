@@ -69,142 +69,182 @@ pub async fn run_actor(
     run_id: i64,
     cancel: &CancellationToken,
 ) -> Result<RunSummary, RunError> {
+    match actor.action {
+        Action::Publish => publish_next(app, actor, cancel).await,
+        Action::Post => post(app, actor, run_id, cancel).await,
+        Action::Generate => generate(app, actor, run_id, cancel).await,
+        Action::Curate => curate(app, actor, run_id, cancel).await,
+    }
+}
+
+/// `publish`: sends the oldest approved post of the target that no other sender has claimed.
+async fn publish_next(
+    app: &App,
+    actor: &Actor,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, RunError> {
     let mut summary = RunSummary::default();
     let target = actor.target.key();
-    match actor.action {
-        Action::Publish => {
-            let approved = app.store.next_approved(&target).await?;
-            // The oldest approved post no other sender (another publisher of the target) has.
-            let claimed = approved
-                .into_iter()
-                .find_map(|post| app.claims.try_claim(post.id).map(|claim| (post, claim)));
-            if let Some((post, _claim)) = claimed {
-                publish(app, &Sender::of(actor), &post, Attempt::New, cancel).await?;
-                summary.published.push(post.id);
+    let approved = app.store.next_approved(&target).await?;
+    // The oldest approved post no other sender (another publisher of the target) has.
+    let claimed = approved
+        .into_iter()
+        .find_map(|post| app.claims.try_claim(post.id).map(|claim| (post, claim)));
+    if let Some((post, _claim)) = claimed {
+        publish(app, &Sender::of(actor), &post, Attempt::New, cancel).await?;
+        summary.published.push(post.id);
+    }
+    Ok(summary)
+}
+
+/// `post`: runs the narrative and sends its final output at once.
+async fn post(
+    app: &App,
+    actor: &Actor,
+    run_id: i64,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let mut summary = RunSummary::default();
+    let target = actor.target.key();
+    let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
+    summary.acts = outputs.len();
+    let text = outputs
+        .last()
+        .map(|o| o.text.trim().to_owned())
+        .unwrap_or_default();
+    if text.is_empty() {
+        return Err(output_error(
+            app,
+            actor,
+            "the final act produced no text to post".into(),
+        ));
+    }
+    check_parts(app, actor, &text)?;
+    match app
+        .store
+        // Queued as `sending`: it goes out now (one write instead of two).
+        .enqueue(
+            &target,
+            &text,
+            PostStatus::Sending,
+            Some((&actor.name, run_id)),
+            app.clock.now(),
+        )
+        .await?
+    {
+        Enqueued::New(id) => {
+            // Just written: no need to read it back.
+            let now = app.clock.now();
+            let post = Post {
+                id,
+                target: target.clone(),
+                content: text,
+                status: PostStatus::Sending,
+                source_actor: Some(actor.name.clone()),
+                created_at: now,
+                updated_at: now,
+                posted_at: None,
+                message_ids: Vec::new(),
+                parts_sent: 0,
+                attempts: 1,
+                last_error: None,
+            };
+            // Only the re-send loop could have it, and only if this run stalled.
+            if let Some(_claim) = app.claims.try_claim(id) {
+                publish(app, &Sender::of(actor), &post, Attempt::Counted, cancel).await?;
+                summary.published.push(id);
             }
         }
-        Action::Post => {
-            let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
-            summary.acts = outputs.len();
-            let text = outputs
-                .last()
-                .map(|o| o.text.trim().to_owned())
-                .unwrap_or_default();
-            if text.is_empty() {
-                return Err(output_error(
-                    app,
-                    actor,
-                    "the final act produced no text to post".into(),
-                ));
+        Enqueued::Duplicate(existing) => {
+            app.metrics.duplicates_skipped.inc();
+            tracing::info!(actor = %actor.name, existing_post = existing, "same text already queued or posted for this target; not posting it again");
+            summary.duplicates += 1;
+        }
+    }
+    Ok(summary)
+}
+
+/// `generate`: runs the narrative; its final output (a JSON list) becomes pending posts.
+async fn generate(
+    app: &App,
+    actor: &Actor,
+    run_id: i64,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let mut summary = RunSummary::default();
+    let target = actor.target.key();
+    let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
+    summary.acts = outputs.len();
+    let posts = generated_posts(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+    for text in &posts {
+        check_parts(app, actor, text)?;
+    }
+    for text in posts {
+        match app
+            .store
+            .enqueue(
+                &target,
+                &text,
+                PostStatus::Pending,
+                Some((&actor.name, run_id)),
+                app.clock.now(),
+            )
+            .await?
+        {
+            Enqueued::New(_) => {
+                app.metrics.posts_enqueued.inc();
+                summary.enqueued += 1;
             }
-            check_parts(app, actor, &text)?;
-            match app
-                .store
-                // Queued as `sending`: it goes out now (one write instead of two).
-                .enqueue(
-                    &target,
-                    &text,
-                    PostStatus::Sending,
-                    Some((&actor.name, run_id)),
-                    app.clock.now(),
-                )
-                .await?
-            {
-                Enqueued::New(id) => {
-                    // Just written: no need to read it back.
-                    let now = app.clock.now();
-                    let post = Post {
-                        id,
-                        target: target.clone(),
-                        content: text,
-                        status: PostStatus::Sending,
-                        source_actor: Some(actor.name.clone()),
-                        created_at: now,
-                        updated_at: now,
-                        posted_at: None,
-                        message_ids: Vec::new(),
-                        parts_sent: 0,
-                        attempts: 1,
-                        last_error: None,
-                    };
-                    // Only the re-send loop could have it, and only if this run stalled.
-                    if let Some(_claim) = app.claims.try_claim(id) {
-                        publish(app, &Sender::of(actor), &post, Attempt::Counted, cancel).await?;
-                        summary.published.push(id);
-                    }
-                }
-                Enqueued::Duplicate(existing) => {
-                    app.metrics.duplicates_skipped.inc();
-                    tracing::info!(actor = %actor.name, existing_post = existing, "same text already queued or posted for this target; not posting it again");
-                    summary.duplicates += 1;
-                }
+            Enqueued::Duplicate(_) => {
+                app.metrics.duplicates_skipped.inc();
+                summary.duplicates += 1;
             }
         }
-        Action::Generate => {
-            let outputs = run_narrative(app, actor, run_id, Default::default(), cancel).await?;
-            summary.acts = outputs.len();
-            let posts = generated_posts(outputs.last()).map_err(|m| output_error(app, actor, m))?;
-            for text in &posts {
-                check_parts(app, actor, text)?;
-            }
-            for text in posts {
-                match app
-                    .store
-                    .enqueue(
-                        &target,
-                        &text,
-                        PostStatus::Pending,
-                        Some((&actor.name, run_id)),
-                        app.clock.now(),
-                    )
-                    .await?
-                {
-                    Enqueued::New(_) => {
-                        app.metrics.posts_enqueued.inc();
-                        summary.enqueued += 1;
-                    }
-                    Enqueued::Duplicate(_) => {
-                        app.metrics.duplicates_skipped.inc();
-                        summary.duplicates += 1;
-                    }
-                }
-            }
+    }
+    Ok(summary)
+}
+
+/// `curate`: shows pending posts to the narrative and approves the ids it returns.
+async fn curate(
+    app: &App,
+    actor: &Actor,
+    run_id: i64,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let mut summary = RunSummary::default();
+    let target = actor.target.key();
+    let pending = app
+        .store
+        .posts(Some(PostStatus::Pending), Some(&target), actor.batch_size)
+        .await?;
+    if pending.is_empty() {
+        tracing::info!(actor = %actor.name, "no pending posts to curate");
+        return Ok(summary);
+    }
+    let shown: Vec<serde_json::Value> = pending
+        .iter()
+        .map(|p| serde_json::json!({"id": p.id, "text": p.content}))
+        .collect();
+    let mut builtins = std::collections::BTreeMap::new();
+    builtins.insert("pending_posts".to_owned(), Value::from_serialize(&shown));
+    let outputs = run_narrative(app, actor, run_id, builtins, cancel).await?;
+    summary.acts = outputs.len();
+    let ids = approved_ids(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+    for id in ids {
+        if !pending.iter().any(|p| p.id == id) {
+            tracing::warn!(actor = %actor.name, post = id, "curator approved a post it was not shown; ignored");
+            continue;
         }
-        Action::Curate => {
-            let pending = app
-                .store
-                .posts(Some(PostStatus::Pending), Some(&target), actor.batch_size)
-                .await?;
-            if pending.is_empty() {
-                tracing::info!(actor = %actor.name, "no pending posts to curate");
-                return Ok(summary);
-            }
-            let shown: Vec<serde_json::Value> = pending
-                .iter()
-                .map(|p| serde_json::json!({"id": p.id, "text": p.content}))
-                .collect();
-            let mut builtins = std::collections::BTreeMap::new();
-            builtins.insert("pending_posts".to_owned(), Value::from_serialize(&shown));
-            let outputs = run_narrative(app, actor, run_id, builtins, cancel).await?;
-            summary.acts = outputs.len();
-            let ids = approved_ids(outputs.last()).map_err(|m| output_error(app, actor, m))?;
-            for id in ids {
-                if !pending.iter().any(|p| p.id == id) {
-                    tracing::warn!(actor = %actor.name, post = id, "curator approved a post it was not shown; ignored");
-                    continue;
-                }
-                app.store
-                    .transition(
-                        id,
-                        &[PostStatus::Pending],
-                        PostStatus::Approved,
-                        "approved",
-                        app.clock.now(),
-                    )
-                    .await?;
-                summary.approved += 1;
-            }
-        }
+        app.store
+            .transition(
+                id,
+                &[PostStatus::Pending],
+                PostStatus::Approved,
+                "approved",
+                app.clock.now(),
+            )
+            .await?;
+        summary.approved += 1;
     }
     Ok(summary)
 }

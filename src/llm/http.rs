@@ -51,7 +51,7 @@ impl HttpTarget {
             .build()
             .map_err(|err| LlmError::InvalidSettings {
                 provider: provider.to_owned(),
-                reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
+                reason: format!("cannot build the HTTP client: {}", crate::error_chain(&err)),
             })
     }
 
@@ -143,7 +143,7 @@ impl HttpTarget {
         } else {
             LlmError::Transport {
                 provider: self.provider.clone(),
-                message: error_chain(&err.without_url()),
+                message: crate::error_chain(&err.without_url()),
             }
         }
     }
@@ -181,22 +181,6 @@ impl HttpTarget {
             },
         }
     }
-}
-
-/// The error and its causes, `: `-separated (reqwest's own message is often just "error
-/// sending request"; the cause says "connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The first [`EXCERPT_CHARS`] characters of a body, marked when cut.
