@@ -17,7 +17,7 @@
 use crate::app::App;
 use crate::config::Actor;
 use crate::runner::{RunSummary, run_actor};
-use crate::schedule::History;
+use crate::schedule::{History, seconds_after};
 use crate::store::{ActorState, Circuit, RunOutcome, StoreError};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
@@ -153,9 +153,21 @@ pub async fn run(
         stop_resending.clone(),
         hard.clone(),
     ));
-    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_runs));
+    // Loading bounds it far lower; tokio's semaphore panics above its own maximum.
+    let permits = Arc::new(Semaphore::new(
+        config
+            .server
+            .max_concurrent_runs
+            .min(Semaphore::MAX_PERMITS),
+    ));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-    let check = Duration::from_secs(config.server.check_interval_seconds);
+    // Loading bounds it; the clamp keeps `Instant + check` below from overflowing anyway.
+    let check = Duration::from_secs(
+        config
+            .server
+            .check_interval_seconds
+            .min(crate::limits::CHECK_INTERVAL_SECONDS.max),
+    );
     tokio::pin!(shutdown);
     let retention_days = config.server.run_retention_days;
     // Hourly, and once at start: keeps the store bounded however long the server runs.
@@ -220,11 +232,17 @@ pub async fn run(
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(wake) => {}
             _ = prune.tick(), if retention_days > 0 => {
-                let before = app.clock.now() - chrono::Duration::days(retention_days as i64);
-                match app.store.prune_runs(before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
-                    Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
+                // No cut-off before the first representable date: no run is that old.
+                let cutoff = i64::try_from(retention_days)
+                    .ok()
+                    .and_then(chrono::TimeDelta::try_days)
+                    .and_then(|age| app.clock.now().checked_sub_signed(age));
+                if let Some(before) = cutoff {
+                    match app.store.prune_runs(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
+                        Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
+                    }
                 }
             }
             Some(done) = done_rx.recv() => {
@@ -281,8 +299,7 @@ fn next_due(
     );
     if failed && let Some(last) = state.last_run_at {
         // A failed one-shot (Immediate, Once) is retried, but not in a tight loop.
-        let retry =
-            last + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
+        let retry = seconds_after(last, app.config.server.check_interval_seconds)?;
         due = due.max(retry);
     }
     if state.circuit == Circuit::Open
@@ -356,9 +373,8 @@ impl RunTask {
             Err(err) => {
                 tracing::error!(actor = %actor.name, cause = %err, "cannot record run start; skipping this run");
                 state.last_run_at = previous_last_run;
-                let retry = started
-                    + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
-                return (state, Some(retry));
+                let retry = seconds_after(started, app.config.server.check_interval_seconds);
+                return (state, retry);
             }
         };
         span.record("run.id", run_id);
@@ -413,10 +429,10 @@ impl RunTask {
                     || state.consecutive_failures >= max_failures;
                 let cause = error.as_deref().unwrap_or_default();
                 if reopen {
-                    let until = finished
-                        + chrono::Duration::seconds(
-                            app.config.server.circuit_cooldown_seconds as i64,
-                        );
+                    // Past the last representable date the circuit stays open for good,
+                    // rather than closing early.
+                    let until = seconds_after(finished, app.config.server.circuit_cooldown_seconds)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     state.circuit = Circuit::Open;
                     state.circuit_open_until = Some(until);
                     tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, until = %until.to_rfc3339(), "run failed; circuit open, actor paused");
