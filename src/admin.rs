@@ -108,7 +108,10 @@ pub async fn readiness(state: &AdminState) -> (bool, serde_json::Value) {
     };
     let last_tick = state.status.last_tick_ms.load(Ordering::Relaxed);
     // The loop wakes at least every check interval; allow two of them plus slack.
-    let allowed_ms = (2 * state.app.config.server.check_interval_seconds as i64 + 5) * 1000;
+    let check_ms = i64::try_from(state.app.config.server.check_interval_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let allowed_ms = check_ms.saturating_mul(2).saturating_add(5000);
     let now_ms = state.app.clock.now().timestamp_millis();
     let scheduler = if last_tick == 0 {
         "not ready: the scheduler loop has not started".to_owned()

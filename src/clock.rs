@@ -26,6 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The longest wait [`Clock::instant_of`] returns: 30 years, what tokio itself takes for "far
+/// in the future". Only a circuit open for ever or a schedule decades away waits that long.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(30 * crate::limits::YEAR);
+
 /// A UTC clock: the wall clock, or a chosen time advancing with tokio's clock.
 #[derive(Clone)]
 pub struct Clock {
@@ -79,11 +83,12 @@ impl Clock {
     }
 
     /// The tokio instant at which `at` will be reached (now, if it has passed), as things
-    /// stand: a later step of the wall clock moves `at` but not this instant.
+    /// stand: a later step of the wall clock moves `at` but not this instant. A time more than
+    /// [`LONGEST_WAIT`] away is placed there, since `Instant` may not reach it.
     pub fn instant_of(&self, at: DateTime<Utc>) -> Instant {
         let now = self.now();
         let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
-        Instant::now() + wait
+        Instant::now() + wait.min(LONGEST_WAIT)
     }
 }
 

@@ -2,10 +2,12 @@
 //!
 //! The committed, commented `actor_server.example.toml` documents every key and its default;
 //! a unit test keeps it in step with the defaults here. Paths in the file (narratives, the
-//! state directory) are relative to the file's own directory.
+//! state directory) are relative to the file's own directory. Every numeric key has a range
+//! ([`crate::limits`]), checked here.
 
+use crate::limits;
 use crate::llm::ProviderSettings;
-use crate::schedule::{Schedule, ScheduleSpec};
+use crate::schedule::{Schedule, ScheduleError, ScheduleSpec};
 use crate::tomlfile::{self, TomlFileError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -264,31 +266,56 @@ impl Config {
             key,
             message,
         };
+        // `checked` is a `Range::check`; its error becomes the key's.
+        let in_range = |key: &str, checked: Result<u64, String>| {
+            checked.map_err(|message| invalid(key.into(), message))
+        };
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         let mut server = file.server;
-        if server.check_interval_seconds == 0 {
-            return Err(invalid(
-                "server.check_interval_seconds".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if server.max_consecutive_failures == 0 {
-            return Err(invalid(
-                "server.max_consecutive_failures".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if server.max_parts_per_post == 0 {
-            return Err(invalid(
-                "server.max_parts_per_post".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if server.max_concurrent_runs == 0 {
-            return Err(invalid(
-                "server.max_concurrent_runs".into(),
-                "must be at least 1".into(),
-            ));
+        in_range(
+            "server.check_interval_seconds",
+            limits::CHECK_INTERVAL_SECONDS.check(server.check_interval_seconds),
+        )?;
+        in_range(
+            "server.max_consecutive_failures",
+            limits::MAX_CONSECUTIVE_FAILURES.check(server.max_consecutive_failures),
+        )?;
+        in_range(
+            "server.circuit_cooldown_seconds",
+            limits::CIRCUIT_COOLDOWN_SECONDS.check(server.circuit_cooldown_seconds),
+        )?;
+        in_range(
+            "server.shutdown_grace_seconds",
+            limits::SHUTDOWN_GRACE_SECONDS.check(server.shutdown_grace_seconds),
+        )?;
+        in_range(
+            "server.run_timeout_seconds",
+            limits::RUN_TIMEOUT_SECONDS.check(server.run_timeout_seconds),
+        )?;
+        in_range(
+            "server.max_concurrent_runs",
+            limits::MAX_CONCURRENT_RUNS.check(server.max_concurrent_runs),
+        )?;
+        in_range(
+            "server.run_retention_days",
+            limits::RUN_RETENTION_DAYS.check(server.run_retention_days),
+        )?;
+        in_range(
+            "server.max_parts_per_post",
+            limits::MAX_PARTS_PER_POST.check(server.max_parts_per_post),
+        )?;
+        in_range(
+            "server.post_retention_days",
+            limits::POST_RETENTION_DAYS.check(server.post_retention_days),
+        )?;
+        in_range(
+            "discord.timeout_seconds",
+            limits::DISCORD_TIMEOUT_SECONDS.check(file.discord.timeout_seconds),
+        )?;
+        for (name, provider) in &file.providers {
+            provider.check_ranges().map_err(|(field, message)| {
+                invalid(format!("providers.{name}.{field}"), message)
+            })?;
         }
         if server.state_dir.is_relative() {
             server.state_dir = base.join(&server.state_dir);
@@ -339,8 +366,26 @@ impl Config {
                     format!("actor `{}` is defined twice", spec.name),
                 ));
             }
-            let schedule = Schedule::from_spec(&spec.schedule)
-                .map_err(|e| invalid(key("schedule"), e.to_string()))?;
+            let schedule = Schedule::from_spec(&spec.schedule).map_err(|e| match e {
+                ScheduleError::OutOfRange { field, message } => {
+                    invalid(key(&format!("schedule.{field}")), message)
+                }
+                e => invalid(key("schedule"), e.to_string()),
+            })?;
+            let batch_size = match spec.batch_size {
+                Some(size) => {
+                    in_range(&key("batch_size"), limits::BATCH_SIZE.check(size))?;
+                    size
+                }
+                None => DEFAULT_BATCH_SIZE,
+            };
+            let run_timeout_seconds = match spec.run_timeout_seconds {
+                Some(seconds) => in_range(
+                    &key("run_timeout_seconds"),
+                    limits::RUN_TIMEOUT_SECONDS.check(seconds),
+                )?,
+                None => server.run_timeout_seconds,
+            };
             let narrative = match (&spec.narrative, spec.action) {
                 (Some(p), _) => Some(base.join(p)),
                 (None, Action::Publish) => None,
@@ -402,11 +447,8 @@ impl Config {
                 target,
                 enabled: spec.enabled,
                 vars: spec.vars,
-                batch_size: spec.batch_size.unwrap_or(20).max(1),
-                run_timeout_seconds: spec
-                    .run_timeout_seconds
-                    .unwrap_or(server.run_timeout_seconds)
-                    .max(1),
+                batch_size,
+                run_timeout_seconds,
             });
         }
         Ok(Self {
@@ -423,6 +465,9 @@ impl Config {
         self.actors.iter().find(|a| a.name == name)
     }
 }
+
+/// Pending posts a curator is shown per run when its actor sets no `batch_size`.
+const DEFAULT_BATCH_SIZE: u32 = 20;
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -500,6 +545,128 @@ mod tests {
             e,
             "/etc/bot/actor_server.toml: `actors[0].target`: no target named `nope` (defined: []); add a [targets.nope] table"
         );
+    }
+
+    const INTERVAL_ACTOR: &str = "[[actors]]\nname = \"tip\"\nnarrative = \"n.toml\"\ntarget = \"log\"\n[actors.schedule]\ntype = \"Interval\"\n";
+    const LOG_TARGET: &str = "[targets.log]\ntype = \"log\"\n";
+
+    /// A number out of range is refused with the file, the key, the allowed range and the
+    /// value, for server, Discord, provider, schedule and actor keys, zero and huge alike.
+    #[test]
+    fn numbers_out_of_range_are_named_with_their_range() {
+        let schedule = |lines: &str| format!("{LOG_TARGET}{INTERVAL_ACTOR}{lines}");
+        let actor = |lines: &str| {
+            format!(
+                "{LOG_TARGET}{}seconds = 60\n",
+                INTERVAL_ACTOR.replace("[actors.schedule]", &format!("{lines}[actors.schedule]"))
+            )
+        };
+        for (text, key, message) in [
+            (
+                "[server]\ncheck_interval_seconds = 86401\n".to_owned(),
+                "server.check_interval_seconds",
+                "must be between 1 and 86400 (a day), not 86401",
+            ),
+            (
+                "[server]\ncheck_interval_seconds = 0\n".to_owned(),
+                "server.check_interval_seconds",
+                "must be between 1 and 86400 (a day), not 0",
+            ),
+            (
+                "[server]\ncircuit_cooldown_seconds = 9223372036854775807\n".to_owned(),
+                "server.circuit_cooldown_seconds",
+                "must be between 0 and 315360000 (10 years), not 9223372036854775807",
+            ),
+            (
+                "[server]\nmax_concurrent_runs = 0\n".to_owned(),
+                "server.max_concurrent_runs",
+                "must be between 1 and 1000, not 0",
+            ),
+            (
+                "[server]\nrun_retention_days = 36501\n".to_owned(),
+                "server.run_retention_days",
+                "must be between 0 and 36500 (100 years), not 36501",
+            ),
+            (
+                "[server]\nshutdown_grace_seconds = 86401\n".to_owned(),
+                "server.shutdown_grace_seconds",
+                "must be between 0 and 86400 (a day), not 86401",
+            ),
+            (
+                "[discord]\ntimeout_seconds = 0\n".to_owned(),
+                "discord.timeout_seconds",
+                "must be between 1 and 86400 (a day), not 0",
+            ),
+            (
+                "[providers.gemini]\nmax_backoff_seconds = 86401\n".to_owned(),
+                "providers.gemini.max_backoff_seconds",
+                "must be between 0 and 86400 (a day), not 86401",
+            ),
+            (
+                schedule("seconds = 9223372036854775807\n"),
+                "actors[0].schedule.seconds",
+                "must be between 1 and 315360000 (10 years), not 9223372036854775807",
+            ),
+            (
+                schedule("seconds = -5\n"),
+                "actors[0].schedule.seconds",
+                "must be between 1 and 315360000 (10 years), not -5",
+            ),
+            (
+                schedule("seconds = 60\njitter_seconds = 61\n"),
+                "actors[0].schedule.jitter_seconds",
+                "must be between 0 and 60 (the interval `seconds`), not 61",
+            ),
+            (
+                schedule("seconds = 315360000\njitter_seconds = 31536001\n"),
+                "actors[0].schedule.jitter_seconds",
+                "must be between 0 and 31536000 (a year), not 31536001",
+            ),
+            (
+                actor("batch_size = 0\n"),
+                "actors[0].batch_size",
+                "must be between 1 and 1000, not 0",
+            ),
+            (
+                actor("run_timeout_seconds = 86401\n"),
+                "actors[0].run_timeout_seconds",
+                "must be between 1 and 86400 (a day), not 86401",
+            ),
+        ] {
+            let e = parse(&text).expect_err(&text).to_string();
+            assert_eq!(
+                e,
+                format!("/etc/bot/actor_server.toml: `{key}`: {message}"),
+                "{text}"
+            );
+        }
+    }
+
+    /// Every numeric key at its maximum loads: the limits are inclusive.
+    #[test]
+    fn numbers_at_their_maximum_load() {
+        let text = format!(
+            "[server]\ncheck_interval_seconds = 86400\nmax_consecutive_failures = 1000\ncircuit_cooldown_seconds = 315360000\n\
+             shutdown_grace_seconds = 86400\nrun_timeout_seconds = 86400\nmax_concurrent_runs = 1000\n\
+             run_retention_days = 36500\nmax_parts_per_post = 100\npost_retention_days = 36500\n\
+             [discord]\ntimeout_seconds = 86400\n\
+             [providers.gemini]\ntimeout_seconds = 86400\nmax_backoff_seconds = 86400\n\
+             {LOG_TARGET}{}seconds = 315360000\njitter_seconds = 31536000\n",
+            INTERVAL_ACTOR.replace(
+                "[actors.schedule]",
+                "batch_size = 1000\nrun_timeout_seconds = 86400\n[actors.schedule]"
+            )
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.server.circuit_cooldown_seconds, 10 * limits::YEAR);
+        assert_eq!(c.actors[0].batch_size, 1000);
+        assert!(matches!(
+            c.actors[0].schedule,
+            Schedule::Interval {
+                seconds: 315_360_000,
+                jitter_seconds: 31_536_000
+            }
+        ));
     }
 
     #[test]

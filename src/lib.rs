@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`config`]: the server config (`actor_server.toml`): types, defaults, validation.
+//! - [`limits`]: the range of every numeric config key.
 //! - [`tomlfile`]: reading TOML with `${VAR}` interpolation and errors naming file, key, line.
 //! - [`narrative`]: narrative files, their acts and templates, checked at load time; running them.
 //! - [`llm`]: LLM providers (Gemini, OpenAI-compatible, Anthropic, offline), retries and rate
@@ -34,6 +35,7 @@ pub mod commands;
 pub mod config;
 pub mod discord;
 pub mod fakes;
+pub mod limits;
 pub mod llm;
 pub mod metrics;
 pub mod narrative;

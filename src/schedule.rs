@@ -5,7 +5,8 @@
 //! evaluated in the actor's IANA time zone so that "09:00 Europe/Paris" stays 09:00 across
 //! daylight-saving changes (croner resolves gaps and overlaps).
 
-use chrono::{DateTime, Utc};
+use crate::limits;
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -15,11 +16,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ScheduleSpec {
-    /// Every `seconds`, plus a random delay of up to `jitter_seconds`.
+    /// Every `seconds`, plus a random delay of up to `jitter_seconds`. Read as `i64`, TOML's
+    /// integer, so that a negative value reaches [`Schedule::from_spec`], whose error names
+    /// the field: serde cannot name a field inside an internally tagged enum.
     Interval {
-        seconds: u64,
+        seconds: i64,
         #[serde(default)]
-        jitter_seconds: u64,
+        jitter_seconds: i64,
     },
     /// A 5-field (minute) or 6-field (second) cron expression in an IANA time zone.
     Cron {
@@ -40,8 +43,13 @@ fn default_timezone() -> String {
 /// Why a schedule is invalid; the caller adds the file and key.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScheduleError {
-    #[error("interval `seconds` must be at least 1")]
-    ZeroInterval,
+    /// A number outside its range (see [`crate::limits`]); `field` is the key in the
+    /// schedule table, `message` names the range.
+    #[error("`{field}` {message}")]
+    OutOfRange {
+        field: &'static str,
+        message: String,
+    },
     #[error(
         "invalid cron expression `{expression}`: {reason} (expected 5 fields `min hour day month weekday` or 6 with seconds first)"
     )]
@@ -74,6 +82,14 @@ pub enum Schedule {
     },
 }
 
+/// `t` plus `seconds`, or `None` when that is past the last instant chrono represents (some
+/// 260,000 years from now): a time that never comes. Config values are checked against
+/// [`crate::limits`] at load; this keeps date arithmetic from panicking on any value anyway.
+pub fn seconds_after(t: DateTime<Utc>, seconds: u64) -> Option<DateTime<Utc>> {
+    let delta = TimeDelta::try_seconds(i64::try_from(seconds).ok()?)?;
+    t.checked_add_signed(delta)
+}
+
 /// What the scheduler knows about an actor's past, to decide its next fire time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct History {
@@ -88,19 +104,27 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// On a zero interval, an unparsable cron expression, an unknown time zone or a bad instant.
+    /// On an interval or jitter out of range ([`limits::INTERVAL_SECONDS`],
+    /// [`limits::JITTER_SECONDS`], and no jitter longer than the interval), an unparsable cron
+    /// expression, an unknown time zone or a bad instant.
     pub fn from_spec(spec: &ScheduleSpec) -> Result<Self, ScheduleError> {
         match spec {
             ScheduleSpec::Interval {
                 seconds,
                 jitter_seconds,
             } => {
-                if *seconds == 0 {
-                    return Err(ScheduleError::ZeroInterval);
-                }
+                let out_of_range =
+                    |field| move |message| ScheduleError::OutOfRange { field, message };
+                let seconds = limits::INTERVAL_SECONDS
+                    .check(*seconds)
+                    .map_err(out_of_range("seconds"))?;
+                let jitter_seconds = limits::JITTER_SECONDS
+                    .at_most(seconds, "the interval `seconds`")
+                    .check(*jitter_seconds)
+                    .map_err(out_of_range("jitter_seconds"))?;
                 Ok(Self::Interval {
-                    seconds: *seconds,
-                    jitter_seconds: *jitter_seconds,
+                    seconds,
+                    jitter_seconds,
                 })
             }
             ScheduleSpec::Cron {
@@ -175,8 +199,9 @@ impl Schedule {
             } => match history.last_run {
                 None => Some(now),
                 Some(last) => {
-                    let extra = (*jitter_seconds as f64 * jitter.clamp(0.0, 1.0)) as i64;
-                    Some(last + chrono::Duration::seconds(*seconds as i64 + extra))
+                    // `as` saturates a float: the extra is at most `jitter_seconds`.
+                    let extra = (*jitter_seconds as f64 * jitter.clamp(0.0, 1.0)) as u64;
+                    seconds_after(last, seconds.saturating_add(extra))
                 }
             },
             Self::Cron { .. } => match history.last_run {
@@ -329,6 +354,53 @@ mod tests {
         };
         assert_eq!(s.next_due(h, now, 0.0), Some(utc("2026-01-01T00:01:00Z")));
         assert_eq!(s.next_due(h, now, 0.5), Some(utc("2026-01-01T00:01:05Z")));
+    }
+
+    /// An interval or jitter out of range is refused naming the field, so that the config
+    /// error can name `actors[N].schedule.seconds`.
+    #[test]
+    fn interval_out_of_range_names_the_field() {
+        let interval = |seconds, jitter_seconds| {
+            Schedule::from_spec(&ScheduleSpec::Interval {
+                seconds,
+                jitter_seconds,
+            })
+        };
+        let field = |r: Result<Schedule, ScheduleError>| match r.unwrap_err() {
+            ScheduleError::OutOfRange { field, .. } => field,
+            e => panic!("{e}"),
+        };
+        assert_eq!(field(interval(0, 0)), "seconds");
+        assert_eq!(field(interval(i64::MAX, 0)), "seconds");
+        assert_eq!(field(interval(60, 61)), "jitter_seconds");
+        assert_eq!(field(interval(60, -1)), "jitter_seconds");
+        assert!(interval(60, 60).is_ok());
+    }
+
+    /// An interval that bypassed validation and ends past chrono's last date never fires
+    /// again instead of panicking, and `check`'s list of fire times stops there.
+    #[test]
+    fn interval_past_the_end_of_time_never_fires_again() {
+        let now = utc("2026-01-01T00:00:00Z");
+        let huge = Schedule::Interval {
+            seconds: u64::MAX,
+            jitter_seconds: u64::MAX,
+        };
+        let ran = History {
+            last_run: Some(now),
+            ever_succeeded: true,
+        };
+        assert_eq!(huge.next_due(ran, now, 0.99), None);
+        assert_eq!(huge.upcoming(History::default(), now, 5), vec![now]);
+        let ten_years = Schedule::Interval {
+            seconds: 10 * limits::YEAR,
+            jitter_seconds: 0,
+        };
+        let near_the_end = History {
+            last_run: Some(DateTime::<Utc>::MAX_UTC - TimeDelta::days(1)),
+            ever_succeeded: true,
+        };
+        assert_eq!(ten_years.next_due(near_the_end, now, 0.0), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use crate::app::App;
 use crate::config::Actor;
 use crate::runner::{RunSummary, run_actor};
-use crate::schedule::History;
+use crate::schedule::{History, seconds_after};
 use crate::store::{ActorState, Circuit, RunOutcome, StoreError};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
@@ -153,9 +153,21 @@ pub async fn run(
         stop_resending.clone(),
         hard.clone(),
     ));
-    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_runs));
+    // Loading bounds it far lower; tokio's semaphore panics above its own maximum.
+    let permits = Arc::new(Semaphore::new(
+        config
+            .server
+            .max_concurrent_runs
+            .min(Semaphore::MAX_PERMITS),
+    ));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-    let check = Duration::from_secs(config.server.check_interval_seconds);
+    // Loading bounds it; the clamp keeps `Instant + check` below from overflowing anyway.
+    let check = Duration::from_secs(
+        config
+            .server
+            .check_interval_seconds
+            .min(crate::limits::CHECK_INTERVAL_SECONDS.max),
+    );
     tokio::pin!(shutdown);
     let retention_days = config.server.run_retention_days;
     let post_retention_days = config.server.post_retention_days;
@@ -222,16 +234,21 @@ pub async fn run(
             () = tokio::time::sleep_until(wake) => {}
             _ = prune.tick(), if retention_days > 0 || post_retention_days > 0 => {
                 let now = app.clock.now();
-                if retention_days > 0 {
-                    let before = now - chrono::Duration::days(retention_days as i64);
+                // No cut-off before the first representable date: nothing is that old.
+                let cutoff = |days: u64| {
+                    i64::try_from(days)
+                        .ok()
+                        .and_then(chrono::TimeDelta::try_days)
+                        .and_then(|age| now.checked_sub_signed(age))
+                };
+                if retention_days > 0 && let Some(before) = cutoff(retention_days) {
                     match app.store.prune_runs(before).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(deleted = n, retention_days, "old run records pruned"),
                         Err(err) => tracing::warn!(cause = %err, "pruning old run records failed"),
                     }
                 }
-                if post_retention_days > 0 {
-                    let before = now - chrono::Duration::days(post_retention_days as i64);
+                if post_retention_days > 0 && let Some(before) = cutoff(post_retention_days) {
                     match app.store.prune_posted_texts(before).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(pruned = n, post_retention_days, "texts of old posts pruned"),
@@ -293,8 +310,7 @@ fn next_due(
     );
     if failed && let Some(last) = state.last_run_at {
         // A failed one-shot (Immediate, Once) is retried, but not in a tight loop.
-        let retry =
-            last + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
+        let retry = seconds_after(last, app.config.server.check_interval_seconds)?;
         due = due.max(retry);
     }
     if state.circuit == Circuit::Open
@@ -368,9 +384,8 @@ impl RunTask {
             Err(err) => {
                 tracing::error!(actor = %actor.name, cause = %err, "cannot record run start; skipping this run");
                 state.last_run_at = previous_last_run;
-                let retry = started
-                    + chrono::Duration::seconds(app.config.server.check_interval_seconds as i64);
-                return (state, Some(retry));
+                let retry = seconds_after(started, app.config.server.check_interval_seconds);
+                return (state, retry);
             }
         };
         span.record("run.id", run_id);
@@ -425,10 +440,10 @@ impl RunTask {
                     || state.consecutive_failures >= max_failures;
                 let cause = error.as_deref().unwrap_or_default();
                 if reopen {
-                    let until = finished
-                        + chrono::Duration::seconds(
-                            app.config.server.circuit_cooldown_seconds as i64,
-                        );
+                    // Past the last representable date the circuit stays open for good,
+                    // rather than closing early.
+                    let until = seconds_after(finished, app.config.server.circuit_cooldown_seconds)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     state.circuit = Circuit::Open;
                     state.circuit_open_until = Some(until);
                     tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, until = %until.to_rfc3339(), "run failed; circuit open, actor paused");

@@ -98,6 +98,38 @@ pub struct ProviderSettings {
     pub max_response_bytes: Option<u64>,
 }
 
+impl ProviderSettings {
+    /// Checks the numeric keys that become durations against their ranges
+    /// ([`crate::limits::PROVIDER_TIMEOUT_SECONDS`], [`crate::limits::MAX_BACKOFF_SECONDS`]).
+    /// Both the config loader (which names the file and `providers.NAME.KEY`) and
+    /// [`LlmClients::new`] (for `bot-server run`, which reads no more of the config) call it.
+    ///
+    /// # Errors
+    ///
+    /// The first key out of range and the message naming its range.
+    pub fn check_ranges(&self) -> Result<(), (&'static str, String)> {
+        use crate::limits;
+        let keys = [
+            (
+                "timeout_seconds",
+                limits::PROVIDER_TIMEOUT_SECONDS,
+                self.timeout_seconds,
+            ),
+            (
+                "max_backoff_seconds",
+                limits::MAX_BACKOFF_SECONDS,
+                self.max_backoff_seconds,
+            ),
+        ];
+        for (key, range, value) in keys {
+            if let Some(value) = value {
+                range.check(value).map_err(|message| (key, message))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The wire protocol of a provider.
 #[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -237,7 +269,8 @@ impl LlmClients {
     /// # Errors
     ///
     /// [`LlmError::InvalidSettings`] naming the provider: no `kind` for a table whose name is
-    /// not a kind, an invalid `base_url`, a zero timeout or rate limit.
+    /// not a kind, an invalid `base_url`, a timeout or backoff out of range
+    /// ([`ProviderSettings::check_ranges`]), a zero rate limit.
     pub fn new(settings: &BTreeMap<String, ProviderSettings>) -> Result<Self, LlmError> {
         Self::build(settings, &KeySource::Environment)
     }
@@ -444,10 +477,10 @@ impl Provider {
                         .to_owned(),
                 )
             })?;
+        settings
+            .check_ranges()
+            .map_err(|(key, message)| invalid(format!("{key} {message}")))?;
         let timeout_seconds = settings.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-        if timeout_seconds == 0 {
-            return Err(invalid("timeout_seconds must be at least 1".to_owned()));
-        }
         let nonzero = |value: Option<u32>, field: &str| match value {
             None => Ok(None),
             Some(value) => NonZeroU32::new(value).map(Some).ok_or_else(|| {
@@ -669,11 +702,21 @@ mod tests {
             "[providers.gemini]\nbase_url = \"not a url\"\n",
             "[providers.gemini]\nbase_url = \"ftp://example.com\"\n",
             "[providers.gemini]\ntimeout_seconds = 0\n",
+            "[providers.gemini]\ntimeout_seconds = 86401\n",
+            "[providers.gemini]\nmax_backoff_seconds = 86401\n",
             "[providers.gemini]\nrequests_per_minute = 0\n",
         ] {
             let err = LlmClients::with_api_keys(&settings(bad), &BTreeMap::new()).expect_err(bad);
             assert_eq!(err.kind_label(), "invalid_settings", "{bad}");
         }
+        let huge = settings("[providers.offline]\ntimeout_seconds = 9223372036854775807\n");
+        let err = LlmClients::with_api_keys(&huge, &BTreeMap::new()).expect_err("huge");
+        assert!(
+            err.to_string().contains(
+                "timeout_seconds must be between 1 and 86400 (a day), not 9223372036854775807"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -132,6 +132,80 @@ async fn bad_config_inputs_are_named() {
     );
 }
 
+const INTERVAL_ACTOR: &str = r#"
+[[actors]]
+name = "tick"
+narrative = "tip.toml"
+target = "chan"
+vars = { topic = "x" }
+[actors.schedule]
+type = "Interval"
+seconds = 60
+"#;
+
+/// `check` refuses an interval of i64::MAX seconds, naming the key and the allowed range,
+/// instead of panicking while it computes the fire times.
+#[tokio::test]
+async fn check_refuses_a_huge_interval() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config(
+        "",
+        &INTERVAL_ACTOR.replace("seconds = 60", "seconds = 9223372036854775807"),
+    );
+    let o = output(&env, &["check"]).await;
+    assert_fails_with(
+        &o,
+        "actor_server.toml: `actors[0].schedule.seconds`: must be between 1 and 315360000 (10 years), not 9223372036854775807",
+    );
+}
+
+/// `check` refuses huge durations that it never turns into dates itself but the server
+/// would (cool-down, check interval, jitter, timeouts), naming each key and its range.
+#[tokio::test]
+async fn check_refuses_huge_durations_the_server_would_use() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    let huge = "9223372036854775807";
+    for (server, actors, needle) in [
+        (
+            format!("circuit_cooldown_seconds = {huge}"),
+            INTERVAL_ACTOR.to_owned(),
+            format!(
+                "`server.circuit_cooldown_seconds`: must be between 0 and 315360000 (10 years), not {huge}"
+            ),
+        ),
+        (
+            format!("check_interval_seconds = {huge}"),
+            INTERVAL_ACTOR.to_owned(),
+            format!(
+                "`server.check_interval_seconds`: must be between 1 and 86400 (a day), not {huge}"
+            ),
+        ),
+        (
+            String::new(),
+            INTERVAL_ACTOR.replace(
+                "seconds = 60",
+                &format!("seconds = 60\njitter_seconds = {huge}"),
+            ),
+            format!(
+                "`actors[0].schedule.jitter_seconds`: must be between 0 and 60 (the interval `seconds`), not {huge}"
+            ),
+        ),
+        (
+            String::new(),
+            INTERVAL_ACTOR.replace("vars =", &format!("run_timeout_seconds = {huge}\nvars =")),
+            format!(
+                "`actors[0].run_timeout_seconds`: must be between 1 and 86400 (a day), not {huge}"
+            ),
+        ),
+    ] {
+        env.config(&server, &actors);
+        let o = output(&env, &["check"]).await;
+        assert_fails_with(&o, &needle);
+    }
+}
+
 /// Bad narratives: an act referring to a later act, a `[toc]` naming a missing act, and a
 /// variable nobody supplies, each named with the file and act.
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Integration tests: one crate, one module per area.
 mod admin;
 mod cli;
+mod config_ranges;
 mod fake_discord;
 mod faults;
 mod llm;
