@@ -2,8 +2,9 @@
 //! once at start-up and shared (`Arc<App>`) by the scheduler and every run.
 
 use crate::clock::Clock;
-use crate::config::{Action, Actor, Config, Target};
+use crate::config::{Action, Actor, Config};
 use crate::discord::Delivery;
+use crate::discord::Target;
 use crate::llm::LlmClients;
 use crate::narrative::{BUILTIN_VARS, Narrative, NarrativeError};
 use crate::secret::Secret;

@@ -5,6 +5,7 @@
 //! state directory) are relative to the file's own directory. Every numeric key has a range
 //! ([`crate::limits`]), checked here.
 
+use crate::discord::{DiscordSettings, Target};
 use crate::limits;
 use crate::llm::ProviderSettings;
 use crate::schedule::{Schedule, ScheduleError, ScheduleSpec};
@@ -82,25 +83,6 @@ impl Default for ServerSettings {
     }
 }
 
-/// `[discord]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiscordSettings {
-    /// Discord's API host; anything else (a fake, a proxy) is reached as `scheme://host:port`.
-    pub base_url: String,
-    /// Longest one Discord request may take.
-    pub timeout_seconds: u64,
-}
-
-impl Default for DiscordSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://discord.com".to_owned(),
-            timeout_seconds: 30,
-        }
-    }
-}
-
 /// `[targets.NAME]`: where posts go.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -170,38 +152,6 @@ pub struct ActorSpec {
 
 fn yes() -> bool {
     true
-}
-
-/// A delivery target, resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    Discord { channel_id: u64 },
-    Webhook { url: crate::secret::Secret },
-    Log,
-}
-
-impl Target {
-    /// `discord`, `webhook` or `log`: a bounded label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Discord { .. } => "discord",
-            Self::Webhook { .. } => "webhook",
-            Self::Log => "log",
-        }
-    }
-
-    /// A stable key for the post queue and dedup: `discord:123`, `webhook:ID`, `log`.
-    /// Never the webhook token.
-    pub fn key(&self) -> String {
-        match self {
-            Self::Discord { channel_id } => format!("discord:{channel_id}"),
-            Self::Webhook { url } => {
-                let id = crate::discord::webhook_id(url.expose()).unwrap_or(0);
-                format!("webhook:{id}")
-            }
-            Self::Log => "log".to_owned(),
-        }
-    }
 }
 
 /// A validated actor.

@@ -10,7 +10,7 @@
 //!   re-send within that window is answered with the message it already created.
 
 use crate::app::App;
-use crate::config::Target;
+use crate::discord::Target;
 use crate::runner::{self, Attempt, Sender};
 use crate::store::{Post, PostStatus};
 use chrono::{DateTime, Utc};

@@ -13,7 +13,8 @@
 //! only when every part is accepted.
 
 use crate::app::App;
-use crate::config::{Action, Actor, Target};
+use crate::config::{Action, Actor};
+use crate::discord::Target;
 use crate::discord::{DeliveryError, MAX_MESSAGE_CHARS, split_message};
 use crate::narrative::{ActOutput, NarrativeError, RunOptions, extract_json};
 use crate::store::{Enqueued, Post, PostStatus, StoreError};

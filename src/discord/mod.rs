@@ -23,13 +23,63 @@ mod split;
 
 pub use split::split_message;
 
-use crate::config::{DiscordSettings, Target};
 use crate::secret::Secret;
 use ratelimit::{BucketHeaders, GLOBAL_PER_SECOND, RateLimiter};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// `[discord]` of the config (owned here, as `llm` owns `[providers.NAME]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSettings {
+    /// Discord's API host; anything else (a fake, a proxy) is reached as `scheme://host:port`.
+    pub base_url: String,
+    /// Longest one Discord request may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for DiscordSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://discord.com".to_owned(),
+            timeout_seconds: 30,
+        }
+    }
+}
+
+/// A delivery target, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Discord { channel_id: u64 },
+    Webhook { url: crate::secret::Secret },
+    Log,
+}
+
+impl Target {
+    /// `discord`, `webhook` or `log`: a bounded label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Discord { .. } => "discord",
+            Self::Webhook { .. } => "webhook",
+            Self::Log => "log",
+        }
+    }
+
+    /// A stable key for the post queue and dedup: `discord:123`, `webhook:ID`, `log`.
+    /// Never the webhook token.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Discord { channel_id } => format!("discord:{channel_id}"),
+            Self::Webhook { url } => {
+                let id = webhook_id(url.expose()).unwrap_or(0);
+                format!("webhook:{id}")
+            }
+            Self::Log => "log".to_owned(),
+        }
+    }
+}
 
 /// Discord's limit on a message's `content`, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2000;

@@ -4,8 +4,8 @@
 //! output, a prompt shutdown.
 
 use crate::support::*;
-use bot_server::config::{DiscordSettings, Target};
 use bot_server::discord::Delivery;
+use bot_server::discord::{DiscordSettings, Target};
 use bot_server::fakes::discord::{Fail, FakeDiscord, RATE_LIMIT, RATE_LIMIT_WINDOW};
 use bot_server::secret::Secret;
 use std::process::Stdio;
