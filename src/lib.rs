@@ -19,6 +19,8 @@
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
 //! - [`app`]: the assembled server shared by the scheduler and runs.
+//! - [`server`]: what `serve` runs: admin server, scheduler, orderly stop (used by the binary
+//!   and the integration tests).
 //! - [`metrics`]: the Prometheus metrics of the process.
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`]: logs (stderr, `RUST_LOG`, `LOG_FORMAT`) and OpenTelemetry traces (OTLP export).
@@ -44,6 +46,7 @@ pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tomlfile;

@@ -2,11 +2,10 @@
 //! library and turns errors into an exit code.
 
 use anyhow::Context;
-use bot_server::admin::{self, AdminState};
 use bot_server::app::{App, AppOptions};
 use bot_server::commands::{self, Decision, RunCommand};
 use bot_server::config::Config;
-use bot_server::scheduler::{self, SchedulerStatus};
+use bot_server::scheduler::SchedulerStatus;
 use bot_server::store::{PostStatus, Store};
 use bot_server::telemetry::Telemetry;
 use clap::{Parser, Subcommand};
@@ -188,26 +187,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         "bot-server started"
     );
     let status = Arc::new(SchedulerStatus::default());
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_state = AdminState {
-        app: app.clone(),
-        status: status.clone(),
-    };
-    let admin = tokio::spawn(admin::serve(listener, admin_state, async {
-        let _ = admin_stopped.await;
-    }));
-    let result = scheduler::run(app.clone(), status, shutdown_signal())
+    bot_server::server::run(app, status, listener, shutdown_signal())
         .await
-        .context("scheduler failed");
-    let _ = stop_admin.send(());
-    match admin.await {
-        Ok(Err(err)) => tracing::error!(cause = %err, "admin server failed"),
-        Err(err) => tracing::error!(cause = %err, "admin server task failed"),
-        Ok(Ok(())) => {}
-    }
-    app.store.close().await;
-    tracing::info!("bot-server stopped");
-    result
+        .context("scheduler failed")
 }
 
 /// `healthcheck`: GET the readiness URL; success only on 200.

@@ -18,15 +18,23 @@ async fn start_admin(state: AdminState) -> String {
     format!("http://{addr}")
 }
 
-/// The scheduler running `app`, and the base URL of an admin server reporting on it.
-async fn run_with_admin(app: &Arc<App>) -> (Running, String) {
-    let running = Running::start(app.clone());
-    let base = start_admin(AdminState {
-        app: app.clone(),
-        status: running.status.clone(),
+/// Waits until no run is in flight, so that what the runs record is in the metrics.
+async fn settled(serving: &Serving) {
+    eventually("no run in flight", SECS, || async {
+        serving
+            .status
+            .running
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
     })
     .await;
-    (running, base)
+}
+
+/// `app` served as the binary serves it, and the base URL of its admin server.
+async fn run_with_admin(app: &Arc<App>) -> (Serving, String) {
+    let serving = Serving::start(app.clone()).await;
+    let base = serving.base.clone();
+    (serving, base)
 }
 
 /// The value of the sample `name{labels}` in a text exposition, if present.
@@ -83,7 +91,7 @@ seconds = 30
         env.discord.messages_in(CHANNEL).len() == 1
     })
     .await;
-    running.stop().await;
+    settled(&running).await;
     let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -221,6 +229,7 @@ seconds = 30
         );
     }
     promtool_check(&text);
+    running.stop().await;
 }
 
 /// Runs `promtool check metrics` on the exposition. Without promtool the check is skipped,
@@ -430,7 +439,7 @@ async fn llm_retries_are_counted_when_the_call_finally_fails_too() {
         env.discord.messages_in(CHANNEL).len() == 1
     })
     .await;
-    running.stop().await;
+    settled(&running).await;
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
@@ -449,4 +458,5 @@ async fn llm_retries_are_counted_when_the_call_finally_fails_too() {
         ),
         Some(1.0)
     );
+    running.stop().await;
 }

@@ -411,7 +411,9 @@ async fn crash_after_accept_is_resent_at_start_up_inside_the_nonce_window() {
                 let _running = Running::start(app_for(&config).await);
                 let _ = crashed.await;
             });
-            runtime.shutdown_background();
+            // Every task is dropped where it stands (no more requests, no more writes of
+            // its own); waiting for that frees the store's serving lock for the second life.
+            runtime.shutdown_timeout(Duration::from_secs(10));
         }
     });
     eventually(

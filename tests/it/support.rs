@@ -195,6 +195,51 @@ impl Running {
     }
 }
 
+/// The server exactly as `bot-server serve` runs it ([`bot_server::server::run`]): admin HTTP
+/// on a free loopback port, the scheduler; [`Serving::stop`] ends it as SIGTERM does (admin
+/// stopped, store closed).
+pub struct Serving {
+    pub status: Arc<SchedulerStatus>,
+    /// `http://127.0.0.1:PORT` of the admin server.
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<()>,
+}
+
+impl Serving {
+    pub async fn start(app: Arc<App>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let status = Arc::new(SchedulerStatus::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn({
+            let app = app.clone();
+            let status = status.clone();
+            async move {
+                bot_server::server::run(app, status, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        Self {
+            status,
+            base,
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    /// Shuts the server down and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.handle).await.unwrap();
+    }
+}
+
 /// Polls `cond` every 20 ms (of tokio time) until it holds, or panics after `limit` naming
 /// `what`.
 #[track_caller]
