@@ -3,11 +3,12 @@
 //! Everything runs in-process: no network, no real LLM. Async code runs on a current-thread
 //! tokio runtime created once per benchmark, outside the measured closure.
 
+use bot_server::actor_state::ActorState;
 use bot_server::llm::LlmClients;
 use bot_server::metrics::Metrics;
 use bot_server::narrative::{Narrative, RunOptions};
 use bot_server::scheduler::DueQueue;
-use bot_server::store::{ActorState, Enqueued, PostStatus, Store, normalize};
+use bot_server::store::{Enqueued, PostStatus, Store, normalize};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use divan::Bencher;
 use std::collections::BTreeMap;

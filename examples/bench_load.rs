@@ -323,7 +323,7 @@ channel_id = "{CHANNEL}"
     lateness.sort_by(f64::total_cmp);
     let failed = runs
         .iter()
-        .filter(|r| r.outcome != bot_server::store::RunOutcome::Success)
+        .filter(|r| r.outcome != bot_server::actor_state::RunOutcome::Success)
         .count();
     store.close().await;
     scrapes.sort_by(f64::total_cmp);

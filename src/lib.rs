@@ -13,6 +13,7 @@
 //! - [`discord`]: delivery to targets (Discord channel, webhook, log), pacing from Discord's
 //!   rate-limit headers (`discord::ratelimit`), message splitting.
 //! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
+//! - [`actor_state`]: what is kept about an actor between runs, and the circuit breaker's rules.
 //! - [`outbox`]: posts on their way: one sender per post (claims), the loop that re-sends
 //!   unfinished posts at start-up and with backoff.
 //! - [`schedule`]: schedule kinds and their fire times.
@@ -30,6 +31,7 @@
 //! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic, Discord and an OTLP trace
 //!   receiver, speaking their wire formats; used by the tests and the benchmarks.
 
+pub mod actor_state;
 pub mod admin;
 pub mod app;
 pub mod clock;

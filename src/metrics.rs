@@ -347,7 +347,7 @@ impl Metrics {
     }
 
     /// Publishes an actor's state: failures, circuit, next and last-success times.
-    pub fn actor_state(&self, state: &crate::store::ActorState) {
+    pub fn actor_state(&self, state: &crate::actor_state::ActorState) {
         let labels = ActorLabels {
             actor: state.name.clone(),
         };
@@ -355,9 +355,9 @@ impl Metrics {
             .get_or_create(&labels)
             .set(i64::from(state.consecutive_failures));
         for c in [
-            crate::store::Circuit::Closed,
-            crate::store::Circuit::Open,
-            crate::store::Circuit::HalfOpen,
+            crate::actor_state::Circuit::Closed,
+            crate::actor_state::Circuit::Open,
+            crate::actor_state::Circuit::HalfOpen,
         ] {
             let value = i64::from(c == state.circuit);
             self.circuit

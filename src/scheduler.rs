@@ -14,11 +14,12 @@
 //! flight, then cancels what is left between acts (a Discord send that has started completes
 //! and is recorded) and records those runs as `cancelled`.
 
+use crate::actor_state::{ActorState, BreakerSettings, Circuit, RunOutcome};
 use crate::app::App;
 use crate::config::Actor;
 use crate::runner::{RunSummary, run_actor};
 use crate::schedule::{History, seconds_after};
-use crate::store::{ActorState, Circuit, RunOutcome, StoreError};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -313,9 +314,7 @@ fn next_due(
         let retry = seconds_after(last, app.config.server.check_interval_seconds)?;
         due = due.max(retry);
     }
-    if state.circuit == Circuit::Open
-        && let Some(until) = state.circuit_open_until
-    {
+    if let Some(until) = state.held_until() {
         due = due.max(until);
     }
     Some(due)
@@ -368,8 +367,7 @@ impl RunTask {
         let span = tracing::Span::current();
         let started = app.clock.now();
         let previous_last_run = state.last_run_at;
-        if state.circuit == Circuit::Open {
-            state.circuit = Circuit::HalfOpen;
+        if state.begin_run() {
             tracing::info!(actor = %actor.name, "circuit half-open: trial run");
         }
         state.last_run_at = Some(started);
@@ -417,17 +415,14 @@ impl RunTask {
                 )),
             ),
         };
-        let max_failures = app.config.server.max_consecutive_failures;
+        let was = state.circuit;
+        let circuit =
+            state.record_outcome(outcome, finished, &BreakerSettings::of(&app.config.server));
         match outcome {
             RunOutcome::Success => {
-                if state.circuit != Circuit::Closed {
+                if was != Circuit::Closed {
                     tracing::info!(actor = %actor.name, "circuit closed: run succeeded");
                 }
-                state.consecutive_failures = 0;
-                state.circuit = Circuit::Closed;
-                state.circuit_open_until = None;
-                state.last_success_at = Some(finished);
-                state.ever_succeeded = true;
             }
             RunOutcome::Cancelled => {
                 // Not the actor's fault: run it again promptly after the restart.
@@ -435,24 +430,14 @@ impl RunTask {
                 tracing::warn!(actor = %actor.name, run = run_id, "run cancelled by shutdown");
             }
             _ => {
-                state.consecutive_failures += 1;
-                let reopen = state.circuit == Circuit::HalfOpen
-                    || state.consecutive_failures >= max_failures;
                 let cause = error.as_deref().unwrap_or_default();
-                if reopen {
-                    // Past the last representable date the circuit stays open for good,
-                    // rather than closing early.
-                    let until = seconds_after(finished, app.config.server.circuit_cooldown_seconds)
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-                    state.circuit = Circuit::Open;
-                    state.circuit_open_until = Some(until);
+                if let (Circuit::Open, Some(until)) = (circuit, state.circuit_open_until) {
                     tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, until = %until.to_rfc3339(), "run failed; circuit open, actor paused");
                 } else {
                     tracing::error!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), failures = state.consecutive_failures, cause, "run failed");
                 }
             }
         }
-        state.last_outcome = Some(outcome);
         span.record("outcome", outcome.as_str());
         if let Some(error) = &error
             && outcome != RunOutcome::Success

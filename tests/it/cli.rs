@@ -2,9 +2,10 @@
 //! between "Discord accepted" and "recorded as posted".
 
 use crate::support::*;
+use bot_server::actor_state::RunOutcome;
 use bot_server::fakes::discord::Fail;
 use bot_server::fakes::llm::Reply;
-use bot_server::store::{PostStatus, RunOutcome, Store};
+use bot_server::store::{PostStatus, Store};
 use std::process::Output;
 use std::time::Duration;
 

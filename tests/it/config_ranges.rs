@@ -9,7 +9,7 @@ use bot_server::config::Config;
 use bot_server::limits::{self, Range};
 use bot_server::schedule::Schedule;
 use bot_server::scheduler::{self, SchedulerStatus};
-use bot_server::store::{ActorState, Circuit, RunOutcome};
+use bot_server::actor_state::{ActorState, Circuit, RunOutcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

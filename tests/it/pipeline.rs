@@ -2,9 +2,10 @@
 //! circuit breaker and failed sends.
 
 use crate::support::*;
+use bot_server::actor_state::{Circuit, RunOutcome};
 use bot_server::fakes::discord::Fail;
 use bot_server::fakes::llm::Reply;
-use bot_server::store::{Circuit, PostStatus, RunOutcome};
+use bot_server::store::PostStatus;
 use std::time::Duration;
 
 const SECS: Duration = Duration::from_secs(60);
