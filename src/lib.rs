@@ -28,8 +28,9 @@
 //! - [`commands`]: the CLI subcommands as library functions.
 //! - [`clock`]: the system's wall-clock time, which moves with tokio's clock when a test pauses it.
 //! - [`secret`]: a string type that never prints its value.
-//! - [`fakes`]: in-process fakes of Gemini, OpenAI, Anthropic, Discord and an OTLP trace
-//!   receiver, speaking their wire formats; used by the tests and the benchmarks.
+//! - `fakes` (feature `fakes`, on for tests, examples and benchmarks only): in-process fakes of
+//!   Gemini, OpenAI, Anthropic, Discord and an OTLP trace receiver, speaking their wire
+//!   formats; not in the shipped binary.
 
 pub mod actor_state;
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod discord;
+#[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod limits;
 pub mod llm;
