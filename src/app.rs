@@ -194,20 +194,30 @@ impl App {
             Store::open_for_serving(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let delivery = Delivery::new(&config.discord, token).observe_rate_limits({
-            let metrics = metrics.clone();
-            move || {
-                metrics.discord_rate_limited.inc();
-            }
-        });
+        let delivery = Delivery::new(&config.discord, token)
+            .observe_rate_limits({
+                let metrics = metrics.clone();
+                move || {
+                    metrics.discord_rate_limited.inc();
+                }
+            })
+            .observe_messages({
+                let metrics = metrics.clone();
+                move |outcome| metrics.discord_message(outcome)
+            });
         Ok(Self {
             config: Arc::new(config),
             narratives,
             store,
-            llm: llm.observe_retries({
-                let metrics = metrics.clone();
-                move |provider| metrics.llm_retry(provider)
-            }),
+            llm: llm
+                .observe_retries({
+                    let metrics = metrics.clone();
+                    move |provider| metrics.llm_retry(provider)
+                })
+                .observe_calls({
+                    let metrics = metrics.clone();
+                    move |call| metrics.llm_call_done(call)
+                }),
             delivery,
             clock: clock.unwrap_or_else(Clock::system),
             nonce_salt,

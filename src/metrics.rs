@@ -405,7 +405,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a successful act: its duration and its LLM call's figures.
+    /// Records a successful act's duration.
     pub fn act_done(&self, narrative: &str, out: &crate::narrative::ActOutput) {
         self.act_duration
             .get_or_create(&ActLabels {
@@ -413,27 +413,34 @@ impl Metrics {
                 act: out.act.clone(),
             })
             .observe(out.duration.as_secs_f64());
-        self.llm_call(&out.provider, &out.request_model, "success");
+    }
+
+    /// Records one finished LLM call (reported by [`crate::llm::LlmClients::observe_calls`]):
+    /// its outcome and, when it succeeded, its duration, tokens and rate-limit wait.
+    pub fn llm_call_done(&self, call: &crate::llm::LlmCall<'_>) {
+        self.llm_call(call.provider, call.model, call.outcome);
+        if call.outcome != "success" {
+            return;
+        }
         let model = ModelLabels {
-            provider: out.provider.clone(),
-            model: out.request_model.clone(),
+            provider: call.provider.to_owned(),
+            model: call.model.to_owned(),
         };
         self.llm_duration
             .get_or_create(&model)
-            .observe(out.duration.as_secs_f64());
+            .observe(call.duration.as_secs_f64());
         self.llm_input_tokens
             .get_or_create(&model)
-            .inc_by(out.input_tokens);
+            .inc_by(call.input_tokens);
         self.llm_output_tokens
             .get_or_create(&model)
-            .inc_by(out.output_tokens);
-        let provider = ProviderLabels {
-            provider: out.provider.clone(),
-        };
-        if !out.rate_limit_wait.is_zero() {
+            .inc_by(call.output_tokens);
+        if !call.rate_limit_wait.is_zero() {
             self.llm_rate_limit_wait
-                .get_or_create(&provider)
-                .inc_by(out.rate_limit_wait.as_secs_f64());
+                .get_or_create(&ProviderLabels {
+                    provider: call.provider.to_owned(),
+                })
+                .inc_by(call.rate_limit_wait.as_secs_f64());
         }
     }
 

@@ -498,22 +498,6 @@ impl Narrative {
                 otel.status_code = tracing::field::Empty,
                 error.message = tracing::field::Empty,
             );
-            let llm_span = tracing::info_span!(
-                parent: &act_span,
-                "llm.chat",
-                otel.kind = "client",
-                gen_ai.operation.name = "chat",
-                gen_ai.provider.name = %provider,
-                gen_ai.request.model = %model,
-                gen_ai.request.temperature = act.temperature.map(f64::from),
-                gen_ai.request.max_tokens = act.max_tokens,
-                gen_ai.response.model = tracing::field::Empty,
-                gen_ai.usage.input_tokens = tracing::field::Empty,
-                gen_ai.usage.output_tokens = tracing::field::Empty,
-                llm.retries = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-                error.message = tracing::field::Empty,
-            );
             let request = LlmRequest {
                 model: model.clone(),
                 system,
@@ -529,27 +513,16 @@ impl Narrative {
                     () = cancel.cancelled() => None,
                 }
             };
-            let Some(response) = call
-                .instrument(llm_span.clone())
-                .instrument(act_span.clone())
-                .await
-            else {
+            // The client makes its own `llm.chat` span, a child of this act's.
+            let Some(response) = call.instrument(act_span.clone()).await else {
                 return Err(NarrativeError::Cancelled {
                     narrative: self.name.clone(),
                     act: act.name.clone(),
                 });
             };
             let response = match response {
-                Ok(r) => {
-                    llm_span.record("gen_ai.response.model", r.model.as_str());
-                    llm_span.record("gen_ai.usage.input_tokens", r.input_tokens);
-                    llm_span.record("gen_ai.usage.output_tokens", r.output_tokens);
-                    llm_span.record("llm.retries", r.retries);
-                    r
-                }
+                Ok(r) => r,
                 Err(source) => {
-                    llm_span.record("otel.status_code", "ERROR");
-                    llm_span.record("error.message", source.to_string());
                     act_span.record_error(&source.to_string());
                     return Err(NarrativeError::Llm {
                         narrative: self.name.clone(),

@@ -306,15 +306,6 @@ async fn run_narrative(
         })
         .await;
     let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Err(NarrativeError::Llm {
-        provider,
-        model,
-        source,
-        ..
-    }) = &result
-    {
-        app.metrics.llm_call(provider, model, source.kind_label());
-    }
     app.store.record_acts(run_id, &done).await?;
     Ok(result?)
 }
@@ -387,16 +378,12 @@ async fn publish_parts(
     if attempt == Attempt::New {
         app.store.mark_sending(post.id, app.clock.now()).await?;
     }
-    let counts_as_discord = !matches!(sender.target, Target::Log);
     let mut ids = post.message_ids.clone();
     for (index, part) in parts.iter().enumerate().skip(post.parts_sent as usize) {
         // At most 25 characters, as Discord requires: salt (6) + id + part index.
         let nonce = format!("{}{}p{}", app.nonce_salt, post.id, index);
         match app.delivery.send(sender.target, part, &nonce, cancel).await {
             Ok(message_id) => {
-                if counts_as_discord {
-                    app.metrics.discord_message("success");
-                }
                 ids.push(message_id);
                 let sent = (index + 1) as u32;
                 if index + 1 == parts.len() {
@@ -411,9 +398,6 @@ async fn publish_parts(
                 }
             }
             Err(source) => {
-                if counts_as_discord {
-                    app.metrics.discord_message(source.kind_label());
-                }
                 let span = tracing::Span::current();
                 let reason = crate::error_chain(&source);
                 span.record("otel.status_code", "ERROR");

@@ -190,6 +190,10 @@ impl DeliveryError {
 /// Called once for every 429 answer Discord sends.
 type RateLimitObserver = Arc<dyn Fn() + Send + Sync>;
 
+/// Called once per message sent to Discord (not the log) with `success` or the error's
+/// [`DeliveryError::kind_label`].
+type MessageObserver = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Sends messages to targets. Cheap to clone; one per process, so the rate-limit state is
 /// shared by every actor.
 #[derive(Clone)]
@@ -201,6 +205,7 @@ pub struct Delivery {
     webhook_limits: Arc<RateLimiter>,
     max_retries: usize,
     on_rate_limited: RateLimitObserver,
+    on_message: MessageObserver,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -289,6 +294,7 @@ impl Delivery {
             webhook_limits: Arc::new(RateLimiter::new(0)),
             max_retries: 4,
             on_rate_limited: Arc::new(|| {}),
+            on_message: Arc::new(|_| {}),
         }
     }
 
@@ -296,6 +302,14 @@ impl Delivery {
     #[must_use]
     pub fn observe_rate_limits(mut self, observer: impl Fn() + Send + Sync + 'static) -> Self {
         self.on_rate_limited = Arc::new(observer);
+        self
+    }
+
+    /// Calls `observer` once per message sent to Discord, with `success` or the error kind
+    /// (for the messages counter).
+    #[must_use]
+    pub fn observe_messages(mut self, observer: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_message = Arc::new(observer);
         self
     }
 
@@ -314,6 +328,24 @@ impl Delivery {
     ///
     /// When Discord refuses the message, after retrying rate limits, 5xx and network errors.
     pub async fn send(
+        &self,
+        target: &Target,
+        content: &str,
+        nonce: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, DeliveryError> {
+        let result = self.send_uncounted(target, content, nonce, cancel).await;
+        if !matches!(target, Target::Log) {
+            (self.on_message)(match &result {
+                Ok(_) => "success",
+                Err(err) => err.kind_label(),
+            });
+        }
+        result
+    }
+
+    /// [`Delivery::send`] without reporting the outcome.
+    async fn send_uncounted(
         &self,
         target: &Target,
         content: &str,

@@ -27,6 +27,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use serde_json::Value;
 use url::Url;
@@ -207,9 +208,28 @@ pub struct LlmClients {
     providers: Arc<BTreeMap<String, Provider>>,
     /// Told the provider's name at every retry (see [`LlmClients::observe_retries`]).
     on_retry: Option<RetryObserver>,
+    /// Told every finished call (see [`LlmClients::observe_calls`]).
+    on_call: Option<CallObserver>,
 }
 
 type RetryObserver = Arc<dyn Fn(&str) + Send + Sync>;
+type CallObserver = Arc<dyn Fn(&LlmCall<'_>) + Send + Sync>;
+
+/// One finished call, as reported to [`LlmClients::observe_calls`] (the server's metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct LlmCall<'a> {
+    pub provider: &'a str,
+    /// The model asked for.
+    pub model: &'a str,
+    /// `success`, or the error's [`LlmError::kind_label`].
+    pub outcome: &'a str,
+    /// From the first attempt to the answer, retries and rate-limit waits included.
+    pub duration: Duration,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Time spent waiting on the local rate limiter.
+    pub rate_limit_wait: Duration,
+}
 
 impl fmt::Debug for LlmClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -314,6 +334,7 @@ impl LlmClients {
         Ok(Self {
             providers: Arc::new(providers),
             on_retry: None,
+            on_call: None,
         })
     }
 
@@ -322,6 +343,14 @@ impl LlmClients {
     #[must_use]
     pub fn observe_retries(mut self, observe: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_retry = Some(Arc::new(observe));
+        self
+    }
+
+    /// Calls `observe` once per finished call (success or final failure), so the server can
+    /// count calls, tokens and durations without `llm` knowing about metrics.
+    #[must_use]
+    pub fn observe_calls(mut self, observe: impl Fn(&LlmCall<'_>) + Send + Sync + 'static) -> Self {
+        self.on_call = Some(Arc::new(observe));
         self
     }
 
@@ -377,6 +406,70 @@ impl LlmClients {
     /// request, decode, no answer), after the retries for retryable ones. API keys are
     /// scrubbed from every message.
     pub async fn complete(
+        &self,
+        provider: &str,
+        request: &LlmRequest,
+    ) -> Result<LlmResponse, LlmError> {
+        let model = match (request.model.trim(), self.get(provider)) {
+            ("", Ok(p)) => p.default_model.clone().unwrap_or_default(),
+            (model, _) => model.to_owned(),
+        };
+        // The GenAI semantic conventions' client span; never the prompt text.
+        let span = tracing::info_span!(
+            "llm.chat",
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = %provider,
+            gen_ai.request.model = %model,
+            gen_ai.request.temperature = request.temperature.map(f64::from),
+            gen_ai.request.max_tokens = request.max_tokens,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            llm.retries = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        let started = tokio::time::Instant::now();
+        let result = self
+            .complete_unobserved(provider, request)
+            .instrument(span.clone())
+            .await;
+        let (outcome, input_tokens, output_tokens, rate_limit_wait) = match &result {
+            Ok(r) => {
+                span.record("gen_ai.response.model", r.model.as_str());
+                span.record("gen_ai.usage.input_tokens", r.input_tokens);
+                span.record("gen_ai.usage.output_tokens", r.output_tokens);
+                span.record("llm.retries", r.retries);
+                (
+                    "success",
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.rate_limit_wait,
+                )
+            }
+            Err(err) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.message", err.to_string());
+                (err.kind_label(), 0, 0, Duration::ZERO)
+            }
+        };
+        if let Some(observe) = &self.on_call {
+            observe(&LlmCall {
+                provider,
+                model: &model,
+                outcome,
+                duration: started.elapsed(),
+                input_tokens,
+                output_tokens,
+                rate_limit_wait,
+            });
+        }
+        result
+    }
+
+    /// [`LlmClients::complete`] without its span and report.
+    async fn complete_unobserved(
         &self,
         provider: &str,
         request: &LlmRequest,

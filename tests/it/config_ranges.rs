@@ -3,13 +3,13 @@
 //! times (what `check` prints) and runs a scheduler tick without panicking. Also, the
 //! scheduler survives huge values that bypass loading (its second line of defence).
 
+use bot_server::actor_state::{ActorState, Circuit, RunOutcome};
 use bot_server::app::{App, AppOptions};
 use bot_server::commands;
 use bot_server::config::Config;
 use bot_server::limits::{self, Range};
 use bot_server::schedule::Schedule;
 use bot_server::scheduler::{self, SchedulerStatus};
-use bot_server::actor_state::{ActorState, Circuit, RunOutcome};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
