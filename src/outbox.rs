@@ -114,7 +114,20 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
                 continue;
             };
             let Some((target_name, target)) = targets.get(&post.target) else {
-                tracing::warn!(post = post.id, target = %post.target, "post left sending for a target no actor uses any more; not re-sent (bot-server posts reject)");
+                // Set aside once, with the reason, instead of being looked at every second.
+                let reason = format!(
+                    "target {} is no longer used by any actor in the config: add it back and `bot-server posts retry {}`, or `bot-server posts reject {}`",
+                    post.target, post.id, post.id
+                );
+                tracing::warn!(post = post.id, target = %post.target, "post left sending for a target no actor uses any more; set aside as failed");
+                if let Err(err) = app
+                    .store
+                    .mark_failed(post.id, &reason, app.clock.now())
+                    .await
+                {
+                    tracing::warn!(post = post.id, cause = %err, "cannot set the post aside");
+                }
+                app.metrics.posts_failed.inc();
                 continue;
             };
             let sender = Sender {

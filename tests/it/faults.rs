@@ -819,3 +819,48 @@ async fn every_provider_failure_mode_fails_runs_cleanly() {
         );
     }
 }
+
+/// A post left `sending` for a target no actor uses any more is set aside as `failed` once,
+/// with a reason naming the target, instead of being looked at again every second.
+#[tokio::test(start_paused = true)]
+async fn unsent_post_for_a_removed_target_is_set_aside() {
+    use bot_server::store::{Enqueued, PostStatus, Store};
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    let config = env.config("", ONCE_ACTOR);
+    {
+        let store = Store::open(&env.path("state"), None).await.unwrap();
+        let queued = store
+            .enqueue(
+                "discord:424242",
+                "for a channel that is gone",
+                PostStatus::Sending,
+                None,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(queued, Enqueued::New(1));
+        store.close().await;
+    }
+    let running = Running::start(env.app(&config).await);
+    let app = running.app.clone();
+    eventually("set aside", Duration::from_secs(30), || async {
+        app.store
+            .post(1)
+            .await
+            .unwrap()
+            .is_some_and(|p| p.status == PostStatus::Failed)
+    })
+    .await;
+    let post = app.store.post(1).await.unwrap().unwrap();
+    assert!(
+        post.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("target discord:424242 is no longer used by any actor")),
+        "{post:?}"
+    );
+    assert_eq!(app.metrics.posts_failed.get(), 1);
+    drop(app);
+    running.stop().await;
+}
