@@ -274,12 +274,6 @@ impl FakeDiscord {
     pub fn arrivals(&self) -> Vec<Instant> {
         self.shared.lock().arrivals.clone()
     }
-
-    /// Stops enforcing the documented limits (they are still reported in the headers), for
-    /// tests about something else that send faster than Discord allows.
-    pub fn without_rate_limits(&self) {
-        self.shared.lock().limits_off = true;
-    }
 }
 
 impl Drop for FakeDiscord {
@@ -337,8 +331,6 @@ struct Inner {
     global: Option<Window>,
     /// When each request to a message route arrived (tokio time).
     arrivals: Vec<Instant>,
-    /// Whether the documented limits are enforced (default) or only reported.
-    limits_off: bool,
     last_snowflake: u64,
 }
 
@@ -386,13 +378,12 @@ enum Scope {
 
 impl Inner {
     /// Counts a request against its bucket and, for the bot's routes, the global limit, and
-    /// says whether it is over either (unless limits are off). A request over a limit does not
+    /// says whether it is over either. A request over a limit does not
     /// use the window up further, as with Discord.
     fn touch_bucket(&mut self, key: BucketKey) -> BucketReport {
         let now = Instant::now();
         self.arrivals.push(now);
         let hash = key.hash();
-        let enforce = !self.limits_off;
         let global_over = matches!(key, BucketKey::Channel(_)) && {
             let global = self.global.get_or_insert(Window {
                 started: now,
@@ -403,7 +394,7 @@ impl Inner {
                 global.used = 0;
             }
             global.used += 1;
-            enforce && global.used > GLOBAL_LIMIT
+            global.used > GLOBAL_LIMIT
         };
         let window = self.buckets.entry(key).or_insert(Window {
             started: now,
@@ -416,7 +407,7 @@ impl Inner {
         let reset_after = (window.started + RATE_LIMIT_WINDOW).saturating_duration_since(now);
         let over = if global_over {
             Some(Scope::Global)
-        } else if enforce && window.used >= RATE_LIMIT {
+        } else if window.used >= RATE_LIMIT {
             Some(Scope::User)
         } else {
             window.used += 1;
