@@ -313,11 +313,7 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
     let running = Running::start(env.app(&config).await);
     let app = running.app.clone();
     eventually("post 1 failed", Duration::from_secs(60), || async {
-        app.store
-            .post(1)
-            .await
-            .unwrap()
-            .is_some_and(|p| p.status == PostStatus::Failed)
+        has_status(&app, 1, PostStatus::Failed).await
     })
     .await;
     let failed = app.store.post(1).await.unwrap().unwrap();
@@ -349,24 +345,14 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
     eventually(
         "the retried post went out",
         Duration::from_secs(120),
-        || async {
-            app.store
-                .post(1)
-                .await
-                .unwrap()
-                .is_some_and(|p| p.status == PostStatus::Posted)
-        },
+        || async { has_status(&app, 1, PostStatus::Posted).await },
     )
     .await;
 
     env.discord.push_failure(Fail::BlockedByAutoMod);
     let next = app.store.posts(None, None, 100).await.unwrap().len() as i64 + 1;
     eventually("the next post failed", Duration::from_secs(120), || async {
-        app.store
-            .post(next)
-            .await
-            .unwrap()
-            .is_some_and(|p| p.status == PostStatus::Failed)
+        has_status(&app, next, PostStatus::Failed).await
     })
     .await;
     let mut out = Vec::new();
@@ -432,13 +418,7 @@ async fn crash_after_accept_is_resent_at_start_up_inside_the_nonce_window() {
     eventually(
         "the post is recorded as posted",
         Duration::from_secs(60),
-        || async {
-            app.store
-                .post(1)
-                .await
-                .unwrap()
-                .is_some_and(|p| p.status == PostStatus::Posted)
-        },
+        || async { has_status(&app, 1, PostStatus::Posted).await },
     )
     .await;
     tokio::time::sleep(NONCE_WINDOW * 2).await;
@@ -846,11 +826,7 @@ async fn unsent_post_for_a_removed_target_is_set_aside() {
     let running = Running::start(env.app(&config).await);
     let app = running.app.clone();
     eventually("set aside", Duration::from_secs(30), || async {
-        app.store
-            .post(1)
-            .await
-            .unwrap()
-            .is_some_and(|p| p.status == PostStatus::Failed)
+        has_status(&app, 1, PostStatus::Failed).await
     })
     .await;
     let post = app.store.post(1).await.unwrap().unwrap();
@@ -863,4 +839,17 @@ async fn unsent_post_for_a_removed_target_is_set_aside() {
     assert_eq!(app.metrics.posts_failed.get(), 1);
     drop(app);
     running.stop().await;
+}
+
+/// Whether post `id` exists and has `status`.
+async fn has_status(
+    app: &bot_server::app::App,
+    id: i64,
+    status: bot_server::store::PostStatus,
+) -> bool {
+    app.store
+        .post(id)
+        .await
+        .unwrap()
+        .is_some_and(|p| p.status == status)
 }
