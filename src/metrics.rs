@@ -111,7 +111,9 @@ pub struct Metrics {
     pub scheduler_last_tick: FloatGauge,
     process_cpu: Counter<f64, AtomicU64>,
     process_rss: Gauge,
+    process_vsize: Gauge,
     process_fds: Gauge,
+    process_max_fds: Gauge,
     process_start: FloatGauge,
 }
 
@@ -156,7 +158,9 @@ impl Metrics {
             scheduler_last_tick: FloatGauge::default(),
             process_cpu: Counter::default(),
             process_rss: Gauge::default(),
+            process_vsize: Gauge::default(),
             process_fds: Gauge::default(),
+            process_max_fds: Gauge::default(),
             process_start: FloatGauge::default(),
             registry: Registry::default(),
         };
@@ -302,10 +306,21 @@ impl Metrics {
             Unit::Bytes,
             m.process_rss.clone(),
         );
+        r.register_with_unit(
+            "process_virtual_memory",
+            "Virtual memory size",
+            Unit::Bytes,
+            m.process_vsize.clone(),
+        );
         r.register(
             "process_open_fds",
             "Open file descriptors",
             m.process_fds.clone(),
+        );
+        r.register(
+            "process_max_fds",
+            "Maximum number of open file descriptors (the soft limit)",
+            m.process_max_fds.clone(),
         );
         r.register_with_unit(
             "process_start_time",
@@ -474,7 +489,13 @@ impl Metrics {
             self.process_cpu.inc_by(p.cpu_seconds - previous);
         }
         self.process_rss.set(p.rss_bytes as i64);
+        self.process_vsize.set(p.virtual_memory_bytes as i64);
         self.process_fds.set(p.open_fds as i64);
+        // Unlimited is exposed as the largest value, as Prometheus' own collectors do.
+        self.process_max_fds.set(
+            p.max_fds
+                .map_or(i64::MAX, |max| max.min(i64::MAX as u64) as i64),
+        );
         self.process_start.set(p.start_time_seconds);
     }
 }
@@ -520,11 +541,16 @@ pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
 
 /// This process's CPU, memory, fds and start time, from `/proc` (Linux). Hand-read: the
 /// process collectors of the Rust Prometheus crates belong to the other client library.
+/// Memory comes from `/proc/self/status`, which states it in kB whatever the kernel's page
+/// size (4K, 16K or 64K on arm64), not from page counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcessStats {
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
+    pub virtual_memory_bytes: u64,
     pub open_fds: u64,
+    /// The soft limit on open files; `None` when unlimited.
+    pub max_fds: Option<u64>,
     pub start_time_seconds: f64,
 }
 
@@ -535,12 +561,11 @@ impl ProcessStats {
         // The command name (field 2) may contain spaces: parse after its closing paren.
         let rest = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        // `rest` starts at field 3 (state); utime is field 14, stime 15, starttime 22, rss 24.
+        // `rest` starts at field 3 (state); utime is field 14, stime 15, starttime 22.
         let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
         let ticks = 100.0; // USER_HZ is 100 on every Linux ABI Rust targets.
-        let page = 4096.0;
         let cpu_seconds = (field(14)? + field(15)?) / ticks;
-        let rss_bytes = (field(24)? * page) as u64;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let boot = std::fs::read_to_string("/proc/stat")
             .ok()?
             .lines()
@@ -552,13 +577,36 @@ impl ProcessStats {
         let open_fds = std::fs::read_dir("/proc/self/fd")
             .map(|d| d.count() as u64)
             .unwrap_or(0);
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| max_open_files(&limits));
         Some(Self {
             cpu_seconds,
-            rss_bytes,
+            rss_bytes: status_kb(&status, "VmRSS")? * 1024,
+            virtual_memory_bytes: status_kb(&status, "VmSize")? * 1024,
             open_fds,
+            max_fds,
             start_time_seconds,
         })
     }
+}
+
+/// A `Name:   1234 kB` line of `/proc/self/status`, in kB.
+fn status_kb(status: &str, name: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(':')?;
+        value.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// The soft limit of the `Max open files` line of `/proc/self/limits`; `None` if unlimited.
+fn max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -570,6 +618,16 @@ mod tests {
         let p = ProcessStats::read().expect("linux /proc");
         assert!(p.rss_bytes > 1_000_000, "{p:?}");
         assert!(p.open_fds >= 3, "{p:?}");
+        assert!(p.virtual_memory_bytes > p.rss_bytes, "{p:?}");
+        // Within a factor of two of the page count times a 4K page (this machine's size).
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let by_pages = pages * 4096;
+        assert!(
+            p.rss_bytes > by_pages / 2 && p.rss_bytes < by_pages * 2,
+            "{p:?} vs {by_pages}"
+        );
+        assert!(p.max_fds.is_none_or(|max| max >= p.open_fds), "{p:?}");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -578,6 +636,39 @@ mod tests {
             p.start_time_seconds <= now + 1.0 && p.start_time_seconds > now - 86400.0 * 365.0,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn memory_is_read_in_kilobytes_whatever_the_page_size() {
+        // From a 64K-page arm64 kernel: the page-count fields would be 16x too small with a
+        // fixed 4096-byte page.
+        let status = "Name:\tbot-server\nVmPeak:\t  1310720 kB\nVmSize:\t  1245184 kB\n\
+                      VmRSS:\t    52480 kB\nRssAnon:\t   40960 kB\n";
+        assert_eq!(status_kb(status, "VmRSS"), Some(52_480));
+        assert_eq!(status_kb(status, "VmSize"), Some(1_245_184));
+        assert_eq!(status_kb(status, "VmSwap"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             127563               127563               processes\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(max_open_files(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(max_open_files(unlimited), None);
+    }
+
+    #[test]
+    fn process_metrics_are_exposed() {
+        let text = Metrics::new("abc").encode();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "no {name}: {text}");
+        }
     }
 
     #[test]

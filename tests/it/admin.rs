@@ -221,6 +221,13 @@ seconds = 30
     assert!(text.contains("botticelli_build_info{version=\""), "{text}");
     assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(sample(&text, "process_start_time_seconds").unwrap() > 1.7e9);
+    assert!(
+        sample(&text, "process_virtual_memory_bytes").unwrap()
+            > sample(&text, "process_resident_memory_bytes").unwrap()
+    );
+    assert!(
+        sample(&text, "process_max_fds").unwrap() >= sample(&text, "process_open_fds").unwrap()
+    );
     // No secret and no message text in the exposition.
     for forbidden in [DISCORD_TOKEN, GEMINI_KEY, "Post one about rust"] {
         assert!(
