@@ -310,7 +310,7 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
         "",
         "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 60\n",
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let app = running.app.clone();
     eventually("post 1 failed", Duration::from_secs(60), || async {
         has_status(&app, 1, PostStatus::Failed).await
@@ -394,7 +394,7 @@ async fn crash_after_accept_is_resent_at_start_up_inside_the_nonce_window() {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let _running = Running::start(app_for(&config).await);
+                let _running = Serving::start(app_for(&config).await).await;
                 let _ = crashed.await;
             });
             // Every task is dropped where it stands (no more requests, no more writes of
@@ -413,7 +413,7 @@ async fn crash_after_accept_is_resent_at_start_up_inside_the_nonce_window() {
 
     // Second life, on the paused clock.
     tokio::time::pause();
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let app = running.app.clone();
     eventually(
         "the post is recorded as posted",
@@ -471,20 +471,20 @@ seconds = 1
 "#
         ),
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     eventually("4 posts", Duration::from_secs(120), || async {
         env.discord.messages_in(99).len() >= 4
     })
     .await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let app = running.stop().await;
+    let store = running.stop().await;
     let messages = env.discord.messages_in(99);
     let mut contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
     let sent = contents.len();
     contents.sort_unstable();
     contents.dedup();
     assert_eq!(contents.len(), sent, "a post went out twice: {messages:?}");
-    let posts = app.store.posts(None, None, 100).await.unwrap();
+    let posts = store.posts(None, None, 100).await.unwrap();
     assert_eq!(posts.len(), sent);
 }
 
@@ -497,7 +497,7 @@ async fn huge_answer_fails_the_run_instead_of_flooding_the_channel() {
     env.write("one.toml", ONE_ACT);
     env.llm.push(Reply::Text("word ".repeat(200_000)));
     let config = env.config("", ONCE_ACTOR);
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let app = running.app.clone();
     eventually("the run ended", Duration::from_secs(60), || async {
         app.store
@@ -638,15 +638,11 @@ async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
                 ),
             );
             let case = format!("{name} on {target}");
-            let running = Running::start(env.app(&config).await);
-            let app = running.app.clone();
+            let running = Serving::start(env.app(&config).await).await;
             // Three runs, then time for the re-send loop's backoff to play out.
             tokio::time::sleep(Duration::from_secs(60 * 3 + 30)).await;
-            let app = {
-                drop(app);
-                running.stop().await
-            };
-            let posts = app.store.posts(None, None, 100).await.unwrap();
+            let store = running.stop().await;
+            let posts = store.posts(None, None, 100).await.unwrap();
             assert!(posts.len() >= 3, "{case}: {} posts", posts.len());
             let messages = env.discord.messages_in(inbox);
             for post in &posts {
@@ -692,7 +688,7 @@ async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
                 posts[1..].iter().all(|p| p.status == PostStatus::Posted),
                 "{case}: later posts held up: {posts:?}"
             );
-            let runs = app.store.recent_runs(Some("poster"), 10).await.unwrap();
+            let runs = store.recent_runs(Some("poster"), 10).await.unwrap();
             for run in runs {
                 for secret in [HOOK_TOKEN, DISCORD_TOKEN] {
                     assert!(
@@ -761,7 +757,7 @@ async fn every_provider_failure_mode_fails_runs_cleanly() {
             "",
             "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 300\n",
         );
-        let running = Running::start(env.app(&config).await);
+        let running = Serving::start(env.app(&config).await).await;
         let app = running.app.clone();
         eventually(name, Duration::from_secs(600), || async {
             app.store
@@ -772,10 +768,8 @@ async fn every_provider_failure_mode_fails_runs_cleanly() {
                 .is_some_and(|r| r.finished_at.is_some())
         })
         .await;
-        drop(app);
-        let app = running.stop().await;
-        let run = app
-            .store
+        let store = running.stop().await;
+        let run = store
             .recent_runs(Some("poster"), 1)
             .await
             .unwrap()
@@ -787,7 +781,7 @@ async fn every_provider_failure_mode_fails_runs_cleanly() {
             "{name}: the key in the run's error"
         );
         assert!(
-            app.store.posts(None, None, 10).await.unwrap().is_empty(),
+            store.posts(None, None, 10).await.unwrap().is_empty(),
             "{name}"
         );
         assert!(env.discord.messages().is_empty(), "{name}");
@@ -823,7 +817,7 @@ async fn unsent_post_for_a_removed_target_is_set_aside() {
         assert_eq!(queued, Enqueued::New(1));
         store.close().await;
     }
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let app = running.app.clone();
     eventually("set aside", Duration::from_secs(30), || async {
         has_status(&app, 1, PostStatus::Failed).await

@@ -47,12 +47,12 @@ type = "Interval"
 seconds = 10
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     eventually("two posts on Discord", SECS, || async {
         env.discord.messages_in(CHANNEL).len() >= 2
     })
     .await;
-    let app = running.stop().await;
+    let store = running.stop().await;
 
     let sent: Vec<String> = env
         .discord
@@ -61,8 +61,7 @@ seconds = 10
         .map(|m| m.content)
         .collect();
     assert_eq!(sent, ["Post one about rust", "Post three about rust"]);
-    let posted = app
-        .store
+    let posted = store
         .posts(Some(PostStatus::Posted), None, 10)
         .await
         .unwrap();
@@ -71,8 +70,7 @@ seconds = 10
         posted.iter().all(|p| p.message_ids.len() == 1),
         "{posted:?}"
     );
-    let pending = app
-        .store
+    let pending = store
         .posts(Some(PostStatus::Pending), None, 10)
         .await
         .unwrap();
@@ -84,8 +82,8 @@ seconds = 10
         ["A bad post"]
     );
     // The generator's 4th post normalizes to the 1st: queued once.
-    assert_eq!(app.store.posts(None, None, 10).await.unwrap().len(), 3);
-    let gen_runs = app.store.recent_runs(Some("generator"), 10).await.unwrap();
+    assert_eq!(store.posts(None, None, 10).await.unwrap().len(), 3);
+    let gen_runs = store.recent_runs(Some("generator"), 10).await.unwrap();
     assert_eq!(gen_runs.len(), 1, "Immediate fires once: {gen_runs:?}");
     assert_eq!(gen_runs[0].outcome, RunOutcome::Success);
 }
@@ -109,7 +107,7 @@ vars = { topic = "lifetimes" }
 type = "Immediate"
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     eventually("one post", SECS, || async {
         env.discord.messages_in(CHANNEL).len() == 1
     })
@@ -122,7 +120,7 @@ type = "Immediate"
             > 0,
         "the loop records its ticks"
     );
-    let app = running.stop().await;
+    let store = running.stop().await;
     let prompts: Vec<String> = env.llm.requests().into_iter().map(|r| r.prompt).collect();
     assert_eq!(prompts[0], "Draft a tip about lifetimes.");
     assert_eq!(
@@ -140,9 +138,9 @@ type = "Immediate"
         "{}",
         message.content
     );
-    let run = &app.store.recent_runs(Some("tip"), 1).await.unwrap()[0];
+    let run = &store.recent_runs(Some("tip"), 1).await.unwrap()[0];
     assert_eq!(run.outcome, RunOutcome::Success);
-    let acts = app.store.act_outputs(run.id).await.unwrap();
+    let acts = store.act_outputs(run.id).await.unwrap();
     assert_eq!(
         acts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
         ["draft", "critique", "final"]
@@ -169,7 +167,7 @@ type = "Interval"
 seconds = 3600
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually("first run", SECS, || async {
         store.recent_runs(Some("hourly"), 5).await.unwrap().len() == 1
@@ -179,16 +177,16 @@ seconds = 3600
         store.recent_runs(Some("hourly"), 5).await.unwrap()[0].outcome == RunOutcome::Success
     })
     .await;
-    let app = running.stop().await;
-    let first = app.store.actor_state("hourly").await.unwrap().unwrap();
-    app.store.close().await;
+    let store = running.stop().await;
+    let first = store.actor_state("hourly").await.unwrap().unwrap();
+    store.close().await;
 
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     tokio::time::sleep(Duration::from_secs(120)).await;
-    let app = running.stop().await;
-    let runs = app.store.recent_runs(Some("hourly"), 5).await.unwrap();
+    let store = running.stop().await;
+    let runs = store.recent_runs(Some("hourly"), 5).await.unwrap();
     assert_eq!(runs.len(), 1, "restart must not re-run: {runs:?}");
-    let state = app.store.actor_state("hourly").await.unwrap().unwrap();
+    let state = store.actor_state("hourly").await.unwrap().unwrap();
     assert_eq!(state.last_run_at, first.last_run_at);
     let next = state.next_run_at.expect("next run recorded");
     assert_eq!((next - first.last_run_at.unwrap()).num_seconds(), 3600);
@@ -220,7 +218,7 @@ type = "Interval"
 seconds = 10
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually("circuit open", SECS, || async {
         store
@@ -240,8 +238,8 @@ seconds = 10
             .is_some_and(|s| s.circuit == Circuit::Closed && s.ever_succeeded)
     })
     .await;
-    let app = running.stop().await;
-    let mut runs = app.store.recent_runs(Some("flaky"), 10).await.unwrap();
+    let store = running.stop().await;
+    let mut runs = store.recent_runs(Some("flaky"), 10).await.unwrap();
     runs.reverse();
     let outcomes: Vec<_> = runs.iter().map(|r| r.outcome).collect();
     assert_eq!(
@@ -284,7 +282,7 @@ type = "Interval"
 seconds = 30
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually(
         "a second run that succeeds",
@@ -299,8 +297,8 @@ seconds = 30
         },
     )
     .await;
-    let app = running.stop().await;
-    let mut runs = app.store.recent_runs(Some("poster"), 5).await.unwrap();
+    let store = running.stop().await;
+    let mut runs = store.recent_runs(Some("poster"), 5).await.unwrap();
     runs.reverse();
     assert_eq!(runs[0].outcome, RunOutcome::Failure);
     let error = runs[0].error.clone().unwrap();
@@ -312,7 +310,7 @@ seconds = 30
     let messages = env.discord.messages_in(CHANNEL);
     assert_eq!(messages.len(), 1, "{messages:?}");
     // The second run re-sent the first run's post; its own identical text is a duplicate.
-    let posts = app.store.posts(None, None, 10).await.unwrap();
+    let posts = store.posts(None, None, 10).await.unwrap();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].status, PostStatus::Posted);
     assert_eq!(posts[0].message_ids, vec![messages[0].id.to_string()]);
@@ -333,7 +331,7 @@ async fn long_post_is_split_into_messages() {
         "",
         "[[actors]]\nname = \"long\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually("posted", SECS, || async {
         store
@@ -344,7 +342,7 @@ async fn long_post_is_split_into_messages() {
             == 1
     })
     .await;
-    running.stop().await;
+    let store = running.stop().await;
     let messages = env.discord.messages_in(CHANNEL);
     assert!(messages.len() >= 4, "{}", messages.len());
     assert!(messages.iter().all(|m| m.content.chars().count() <= 2000));
@@ -430,12 +428,13 @@ type = "Immediate"
         llm: Some(llm),
         ..Default::default()
     };
-    let running = Running::start(std::sync::Arc::new(
+    let running = Serving::start(std::sync::Arc::new(
         App::build(loaded, options).await.unwrap(),
-    ));
+    ))
+    .await;
     // Stop between two ticks (10:55), not on one.
     tokio::time::sleep(std::time::Duration::from_secs(3 * 3600 - 300)).await;
-    let app = running.stop().await;
+    let store = running.stop().await;
     let starts = |runs: Vec<bot_server::store::RunRecord>| -> Vec<String> {
         let mut v: Vec<String> = runs
             .iter()
@@ -444,7 +443,7 @@ type = "Immediate"
         v.reverse();
         v
     };
-    let interval = starts(app.store.recent_runs(Some("interval"), 100).await.unwrap());
+    let interval = starts(store.recent_runs(Some("interval"), 100).await.unwrap());
     assert_eq!(
         interval.len(),
         18,
@@ -452,19 +451,19 @@ type = "Immediate"
     );
     assert_eq!(&interval[..3], ["08:00", "08:10", "08:20"]);
     assert_eq!(
-        starts(app.store.recent_runs(Some("cron"), 10).await.unwrap()),
+        starts(store.recent_runs(Some("cron"), 10).await.unwrap()),
         ["08:30"]
     );
     assert_eq!(
-        starts(app.store.recent_runs(Some("once"), 10).await.unwrap()),
+        starts(store.recent_runs(Some("once"), 10).await.unwrap()),
         ["09:00"]
     );
     assert_eq!(
-        starts(app.store.recent_runs(Some("immediate"), 10).await.unwrap()),
+        starts(store.recent_runs(Some("immediate"), 10).await.unwrap()),
         ["08:00"]
     );
     assert!(
-        app.store
+        store
             .recent_runs(None, 100)
             .await
             .unwrap()
@@ -508,7 +507,7 @@ async fn stepping_the_wall_clock_forward_makes_a_run_due() {
         llm: Some(env.llm_clients(&loaded)),
         ..Default::default()
     };
-    let running = Running::start(Arc::new(App::build(loaded, options).await.unwrap()));
+    let running = Serving::start(Arc::new(App::build(loaded, options).await.unwrap())).await;
     let runs = || async {
         running
             .app
@@ -581,14 +580,14 @@ type = "Immediate"
 "#
         ),
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually("both actors ran", SECS, || async {
         let runs = store.recent_runs(None, 10).await.unwrap();
         runs.len() >= 2 && runs.iter().all(|r| r.outcome != RunOutcome::Running)
     })
     .await;
-    running.stop().await;
+    let store = running.stop().await;
     let messages = env.discord.messages();
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert!(messages[0].via_webhook);
@@ -636,14 +635,14 @@ target = "console"
 type = "Immediate"
 "#,
     );
-    let running = Running::start(env.app(&config).await);
+    let running = Serving::start(env.app(&config).await).await;
     let store = running.app.store.clone();
     eventually("both ran", SECS, || async {
         let runs = store.recent_runs(None, 10).await.unwrap();
         runs.len() == 2 && runs.iter().all(|r| r.outcome == RunOutcome::Success)
     })
     .await;
-    running.stop().await;
+    let store = running.stop().await;
     let mut runs = store.recent_runs(None, 10).await.unwrap();
     runs.reverse();
     let (first, second) = (&runs[0], &runs[1]);

@@ -6,8 +6,9 @@ use bot_server::config::Config;
 use bot_server::fakes::discord::FakeDiscord;
 use bot_server::fakes::llm::FakeLlm;
 use bot_server::llm::{LlmClients, ProviderKind};
-use bot_server::scheduler::{self, SchedulerStatus};
+use bot_server::scheduler::SchedulerStatus;
 use bot_server::secret::Secret;
+use bot_server::store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,51 +155,11 @@ pub async fn app_for(config_path: &Path) -> Arc<App> {
     Arc::new(App::build(config, options).await.unwrap())
 }
 
-/// A server running in-process.
-pub struct Running {
-    pub app: Arc<App>,
-    pub status: Arc<SchedulerStatus>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<()>,
-}
-
-impl Running {
-    pub fn start(app: Arc<App>) -> Self {
-        let status = Arc::new(SchedulerStatus::default());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn({
-            let app = app.clone();
-            let status = status.clone();
-            async move {
-                scheduler::run(app, status, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            }
-        });
-        Self {
-            app,
-            status,
-            stop: Some(stop),
-            handle,
-        }
-    }
-
-    /// Sends the shutdown signal and waits for the scheduler to drain.
-    pub async fn stop(mut self) -> Arc<App> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.handle).await.unwrap();
-        self.app
-    }
-}
-
 /// The server exactly as `bot-server serve` runs it ([`bot_server::server::run`]): admin HTTP
 /// on a free loopback port, the scheduler; [`Serving::stop`] ends it as SIGTERM does (admin
 /// stopped, store closed).
 pub struct Serving {
+    pub app: Arc<App>,
     pub status: Arc<SchedulerStatus>,
     /// `http://127.0.0.1:PORT` of the admin server.
     pub base: String,
@@ -224,6 +185,7 @@ impl Serving {
             }
         });
         Self {
+            app,
             status,
             base,
             stop: Some(stop),
@@ -231,12 +193,16 @@ impl Serving {
         }
     }
 
-    /// Shuts the server down and waits until it has stopped.
-    pub async fn stop(mut self) {
+    /// Shuts the server down, waits until it has stopped (store closed), and opens the store
+    /// again as `bot-server posts` would, to read what the server left on disk.
+    pub async fn stop(mut self) -> Store {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         (&mut self.handle).await.unwrap();
+        Store::open(&self.app.config.server.state_dir, None)
+            .await
+            .unwrap()
     }
 }
 
