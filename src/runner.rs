@@ -353,15 +353,7 @@ pub async fn publish(
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let parts = split_message(&post.content, MAX_MESSAGE_CHARS);
-    let span = tracing::info_span!(
-        "discord.post",
-        otel.kind = "client",
-        post.id = post.id,
-        target.kind = sender.target.kind(),
-        parts = parts.len(),
-        otel.status_code = tracing::field::Empty,
-        error.message = tracing::field::Empty,
-    );
+    let span = crate::discord::post_span(post.id, sender.target, parts.len());
     publish_parts(app, sender, post, &parts, attempt, cancel)
         .instrument(span)
         .await
@@ -398,10 +390,7 @@ async fn publish_parts(
                 }
             }
             Err(source) => {
-                let span = tracing::Span::current();
                 let reason = crate::error_chain(&source);
-                span.record("otel.status_code", "ERROR");
-                span.record("error.message", &reason);
                 if source.is_permanent() {
                     // Refused for good: set aside, so it never blocks the posts after it.
                     app.store

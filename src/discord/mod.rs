@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// `[discord]` of the config (owned here, as `llm` owns `[providers.NAME]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -334,7 +335,24 @@ impl Delivery {
         nonce: &str,
         cancel: &CancellationToken,
     ) -> Result<String, DeliveryError> {
-        let result = self.send_uncounted(target, content, nonce, cancel).await;
+        let span = tracing::info_span!(
+            "discord.message",
+            otel.kind = "client",
+            target.kind = target.kind(),
+            chars = content.chars().count(),
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        let result = self
+            .send_uncounted(target, content, nonce, cancel)
+            .instrument(span.clone())
+            .await;
+        if let Err(err) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", err.kind_label());
+            span.record("error.message", crate::error_chain(err));
+        }
         if !matches!(target, Target::Log) {
             (self.on_message)(match &result {
                 Ok(_) => "success",
@@ -565,6 +583,16 @@ fn parse_webhook(url: &str) -> Option<(u64, String)> {
 /// The id of a webhook URL (`.../api/webhooks/ID/TOKEN`), the non-secret part.
 pub fn webhook_id(url: &str) -> Option<u64> {
     parse_webhook(url).map(|(id, _)| id)
+}
+
+/// The span of one post on its way (every part of it, each a `discord.message` span inside).
+pub fn post_span(post_id: i64, target: &Target, parts: usize) -> tracing::Span {
+    tracing::info_span!(
+        "discord.post",
+        post.id = post_id,
+        target.kind = target.kind(),
+        parts = parts,
+    )
 }
 
 #[cfg(test)]

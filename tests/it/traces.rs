@@ -3,6 +3,7 @@
 //! a collector that is down or late, the flush at SIGTERM, and trace ids in JSON logs.
 
 use crate::support::*;
+use bot_server::fakes::discord::Fail;
 use bot_server::fakes::llm::Reply;
 use bot_server::fakes::otlp::{FakeOtlp, ReceivedSpan, StatusCode};
 use std::collections::BTreeSet;
@@ -152,7 +153,12 @@ fn assert_tip_trace(
         );
     }
     // The run's spans are all in that trace.
-    for name in ["narrative.act", "llm.chat", "discord.post"] {
+    for name in [
+        "narrative.act",
+        "llm.chat",
+        "discord.post",
+        "discord.message",
+    ] {
         assert_eq!(
             named(all, name).len(),
             named(trace, name).len(),
@@ -218,6 +224,16 @@ fn assert_tip_trace(
     assert!(post.attr("post.id").is_some(), "{post:#?}");
     assert_eq!(post.attr("target.kind"), Some("discord"), "{post:#?}");
     assert_eq!(int_attr(post, "parts"), 1);
+    // The delivery's own span for each message it sends, inside the post's.
+    let messages = named(trace, "discord.message");
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(
+        messages[0].parent_span_id.as_deref(),
+        Some(post.span_id.as_str()),
+        "{messages:#?}"
+    );
+    assert_eq!(messages[0].attr("target.kind"), Some("discord"));
+    assert_ne!(messages[0].status_code, StatusCode::Error, "{messages:#?}");
 
     for name in [
         "store.start_run",
@@ -339,6 +355,41 @@ async fn a_failed_run_has_error_status_with_the_message() {
     let acts = named(&trace, "narrative.act");
     assert_eq!(acts.len(), 1, "the run stopped at the first act: {acts:#?}");
     assert_eq!(acts[0].status_code, StatusCode::Error, "{:#?}", acts[0]);
+}
+
+/// A post Discord refuses (AutoMod's 400): its `discord.message` span, the delivery's own, has
+/// status Error with the error's kind and Discord's message, inside the post's span.
+#[tokio::test]
+async fn a_refused_message_has_error_status_with_its_kind() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    env.discord.push_failure(Fail::BlockedByAutoMod);
+    env.config(
+        "",
+        "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n",
+    );
+    env.write("one.toml", ONE_ACT);
+    let child = serve(&env, &receiver.endpoint(), &[]);
+    wait_for_log(&env, "marked failed").await;
+    stop(&env, child, LIMIT).await;
+    assert!(env.discord.messages().is_empty());
+
+    let spans = receiver.spans();
+    let messages = named(&spans, "discord.message");
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = messages[0];
+    assert_eq!(message.status_code, StatusCode::Error, "{message:#?}");
+    assert!(message.status_message.contains("AutoMod"), "{message:#?}");
+    assert_eq!(
+        message.attr("error.type"),
+        Some("api_error"),
+        "{message:#?}"
+    );
+    let post = named(&spans, "discord.post")[0];
+    assert_eq!(
+        message.parent_span_id.as_deref(),
+        Some(post.span_id.as_str())
+    );
 }
 
 /// A closed port for a collector that is down.
