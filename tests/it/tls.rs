@@ -162,8 +162,6 @@ fn serve(env: &TestEnv, ca_file: &std::path::Path) -> tokio::process::Child {
     env.command(&["serve"])
         .env("SSL_CERT_FILE", ca_file)
         .env_remove("SSL_CERT_DIR")
-        .env_remove("OTEL_EXPORTER")
-        .env_remove("OTEL_TRACES_EXPORTER")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()

@@ -705,7 +705,6 @@ async fn unreadable_ca_file_is_named() {
     let o = env
         .command(&["check"])
         .env("OTEL_TRACES_EXPORTER", "otlp")
-        .env_remove("OTEL_EXPORTER")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9")
         .env("OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such/ca.pem")
         .output()
