@@ -17,7 +17,7 @@
 //! `OTLP_HTTP_LISTEN` and `SPANS_LISTEN`. It stops on SIGTERM or SIGINT.
 //!
 //!     cargo run --example otlp_receiver
-//!     OTEL_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 cargo run
+//!     OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 cargo run
 //!     curl -s localhost:16686/api/spans | jq '.[].name'
 
 use std::collections::{BTreeMap, HashMap};

@@ -17,17 +17,28 @@
 //!
 //! | variable | values | default |
 //! | --- | --- | --- |
-//! | `OTEL_EXPORTER` (or the standard `OTEL_TRACES_EXPORTER` when unset) | `otlp`, `stdout`, `none` | `none` |
+//! | `OTEL_TRACES_EXPORTER` (alias: `OTEL_EXPORTER`; both set to different values is an error) | `otlp`, `stdout` (or `console`), `none` | `none` |
+//! | `OTEL_SDK_DISABLED` | `true`: no exporter is built and nothing is exported, whatever `OTEL_TRACES_EXPORTER` says (trace ids still show in the logs); `false` | `false` |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `grpc`, `http/protobuf` | `grpc` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL of the collector | `http://localhost:4317` (gRPC), `http://localhost:4318` (HTTP; `/v1/traces` is appended) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL of the collector; `https://` for TLS | `http://localhost:4317` (gRPC), `http://localhost:4318` (HTTP; `/v1/traces` is appended) |
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full URL, used as is | |
-//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_COMPRESSION` | as the OTel spec says (read by `opentelemetry-otlp`) | |
+//! | `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of CA certificates trusted for the collector, on top of the OS trust store | the OS trust store only |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_COMPRESSION`, `OTEL_EXPORTER_OTLP_INSECURE` | as the OTel spec says (read by `opentelemetry-otlp`) | |
 //! | `OTEL_SERVICE_NAME` | the `service.name` resource attribute | `bot-server` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | extra resource attributes, `k=v,k2=v2` | |
-//! | `OTEL_TRACES_SAMPLER_ARG` | ratio 0..=1 of a parent-based trace-id-ratio sampler | `1.0` |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on`, or `parentbased_traceidratio` when only `OTEL_TRACES_SAMPLER_ARG` is set |
+//! | `OTEL_TRACES_SAMPLER_ARG` | ratio 0..=1 of the `*traceidratio` samplers (ignored by the others) | `1.0` |
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch span processor settings (read by the SDK) | 5000 ms, 2048, 512, 30000 ms |
 //! | `RUST_LOG` | an `EnvFilter` for the logs | `info` |
 //! | `LOG_FORMAT` | `json` for JSON lines, anything else for human-readable lines | human |
+//!
+//! # TLS to the collector
+//!
+//! An `https://` endpoint is reached over TLS (rustls) for both protocols. The certificate is
+//! checked against the OS trust store (`/etc/ssl/certs`…, or `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` when set) plus the CA file of `OTEL_EXPORTER_OTLP_CERTIFICATE`; no roots are
+//! bundled in the binary. A CA file that cannot be read stops the start-up; a collector whose
+//! certificate is not trusted only fails its exports (logged, as any export error).
 //!
 //! Resource attributes: `service.name`, `service.version` (the crate version),
 //! `service.instance.id` (a random UUID, version 4, drawn once per process), plus the SDK's
@@ -85,6 +96,54 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
+/// Which spans are sampled (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`): the
+/// OpenTelemetry SDK's built-in samplers. A parent-based sampler follows the parent's decision
+/// for child spans and uses the inner sampler for root spans (the run's `actor.run`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    /// `always_on`: every span.
+    AlwaysOn,
+    /// `always_off`: none.
+    AlwaysOff,
+    /// `traceidratio`: this ratio (0..=1) of trace ids, whatever the parent decided.
+    TraceIdRatio(f64),
+    /// `parentbased_always_on` (the default).
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`: this ratio of new traces.
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl SamplerConfig {
+    /// The SDK's sampler. A ratio of 1 is the always-on sampler (no per-trace-id arithmetic).
+    pub fn sampler(self) -> Sampler {
+        let ratio = |r: f64| {
+            if r >= 1.0 {
+                Sampler::AlwaysOn
+            } else {
+                Sampler::TraceIdRatioBased(r)
+            }
+        };
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::TraceIdRatio(r) => ratio(r),
+            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentBasedTraceIdRatio(r) => Sampler::ParentBased(Box::new(ratio(r))),
+        }
+    }
+}
+
+/// The CA file trusted for the collector, and the variable that named it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFile {
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    pub var: &'static str,
+    pub path: std::path::PathBuf,
+}
+
 /// How log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -100,8 +159,11 @@ pub struct TelemetryConfig {
     pub exporter: ExporterKind,
     pub protocol: OtlpProtocol,
     pub service_name: String,
-    /// Ratio of new traces that are sampled (children follow their parent).
-    pub sampler_ratio: f64,
+    /// Which traces are sampled.
+    pub sampler: SamplerConfig,
+    /// A PEM file of CA certificates trusted for an `https://` collector, besides the OS
+    /// trust store.
+    pub ca_file: Option<CaFile>,
     pub log_format: LogFormat,
     /// The `EnvFilter` directives for the logs.
     pub log_filter: String,
@@ -113,7 +175,8 @@ impl Default for TelemetryConfig {
             exporter: ExporterKind::None,
             protocol: OtlpProtocol::Grpc,
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
-            sampler_ratio: 1.0,
+            sampler: SamplerConfig::ParentBasedAlwaysOn,
+            ca_file: None,
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
         }
@@ -148,23 +211,54 @@ impl TelemetryConfig {
         };
         let mut config = Self::default();
 
-        let (exporter_var, exporter) = match get("OTEL_EXPORTER") {
-            Some(v) => ("OTEL_EXPORTER", Some(v)),
-            None => ("OTEL_TRACES_EXPORTER", get("OTEL_TRACES_EXPORTER")),
+        let exporter = |var: &'static str| -> Result<Option<ExporterKind>, EnvError> {
+            let Some(value) = get(var) else {
+                return Ok(None);
+            };
+            match value.to_ascii_lowercase().as_str() {
+                "otlp" => Ok(Some(ExporterKind::Otlp)),
+                "stdout" | "console" => Ok(Some(ExporterKind::Stdout)),
+                "none" => Ok(Some(ExporterKind::None)),
+                _ => Err(EnvError {
+                    var,
+                    value,
+                    expected: "one of `otlp`, `stdout`, `none`".into(),
+                }),
+            }
         };
-        if let Some(value) = exporter {
-            config.exporter = match value.to_ascii_lowercase().as_str() {
-                "otlp" => ExporterKind::Otlp,
-                "stdout" | "console" => ExporterKind::Stdout,
-                "none" => ExporterKind::None,
+        // The standard variable first; `OTEL_EXPORTER` is an alias, and a contradiction is an
+        // error rather than a silent choice.
+        match (
+            exporter("OTEL_TRACES_EXPORTER")?,
+            exporter("OTEL_EXPORTER")?,
+        ) {
+            (Some(standard), Some(alias)) if standard != alias => {
+                return Err(EnvError {
+                    var: "OTEL_EXPORTER",
+                    value: get("OTEL_EXPORTER").unwrap_or_default(),
+                    expected: format!(
+                        "the same exporter as OTEL_TRACES_EXPORTER={:?} (OTEL_EXPORTER is its \
+                         alias: set one of them)",
+                        get("OTEL_TRACES_EXPORTER").unwrap_or_default()
+                    ),
+                });
+            }
+            (Some(kind), _) | (None, Some(kind)) => config.exporter = kind,
+            (None, None) => {}
+        }
+
+        if let Some(value) = get("OTEL_SDK_DISABLED") {
+            match value.to_ascii_lowercase().as_str() {
+                "true" => config.exporter = ExporterKind::None,
+                "false" => {}
                 _ => {
                     return Err(EnvError {
-                        var: exporter_var,
+                        var: "OTEL_SDK_DISABLED",
                         value,
-                        expected: "one of `otlp`, `stdout`, `none`".into(),
+                        expected: "`true` or `false`".into(),
                     });
                 }
-            };
+            }
         }
 
         if let Some(value) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
@@ -185,18 +279,56 @@ impl TelemetryConfig {
             config.service_name = value;
         }
 
-        if let Some(value) = get("OTEL_TRACES_SAMPLER_ARG") {
-            config.sampler_ratio = match value.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => r,
+        let ratio = || -> Result<f64, EnvError> {
+            let Some(value) = get("OTEL_TRACES_SAMPLER_ARG") else {
+                return Ok(1.0);
+            };
+            match value.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(EnvError {
+                    var: "OTEL_TRACES_SAMPLER_ARG",
+                    value,
+                    expected: "a sampling ratio from 0 to 1, such as `0.25`".into(),
+                }),
+            }
+        };
+        config.sampler = match get("OTEL_TRACES_SAMPLER") {
+            // Only the ratio: a parent-based ratio sampler, as before the sampler was settable.
+            None if get("OTEL_TRACES_SAMPLER_ARG").is_some() => {
+                SamplerConfig::ParentBasedTraceIdRatio(ratio()?)
+            }
+            None => SamplerConfig::ParentBasedAlwaysOn,
+            Some(value) => match value.to_ascii_lowercase().as_str() {
+                "always_on" => SamplerConfig::AlwaysOn,
+                "always_off" => SamplerConfig::AlwaysOff,
+                "traceidratio" => SamplerConfig::TraceIdRatio(ratio()?),
+                "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
+                "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
+                "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio()?),
                 _ => {
                     return Err(EnvError {
-                        var: "OTEL_TRACES_SAMPLER_ARG",
+                        var: "OTEL_TRACES_SAMPLER",
                         value,
-                        expected: "a sampling ratio from 0 to 1, such as `0.25`".into(),
+                        expected: "one of `always_on`, `always_off`, `traceidratio`, \
+                                   `parentbased_always_on`, `parentbased_always_off`, \
+                                   `parentbased_traceidratio`"
+                            .into(),
                     });
                 }
-            };
-        }
+            },
+        };
+
+        config.ca_file = [
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        ]
+        .into_iter()
+        .find_map(|var| {
+            get(var).map(|path| CaFile {
+                var,
+                path: path.into(),
+            })
+        });
 
         if get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")) {
             config.log_format = LogFormat::Json;
@@ -316,48 +448,130 @@ impl Telemetry {
     }
 }
 
-/// The SDK tracer provider for `config`: resource, parent-based ratio sampler, and a batch
-/// span processor with the configured exporter (none for [`ExporterKind::None`]). With OTLP
-/// over gRPC it must be built inside the tokio runtime.
+/// The SDK tracer provider for `config`: resource, sampler, and a batch span processor with
+/// the configured exporter (none for [`ExporterKind::None`]). With OTLP over gRPC it must be
+/// built inside the tokio runtime.
 pub fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
-    // A ratio of 1 is the SDK's always-on sampler: no per-trace-id arithmetic.
-    let root_sampler = if config.sampler_ratio >= 1.0 {
-        Sampler::AlwaysOn
-    } else {
-        Sampler::TraceIdRatioBased(config.sampler_ratio)
-    };
     let builder = SdkTracerProvider::builder()
         .with_resource(resource(config))
-        .with_sampler(Sampler::ParentBased(Box::new(root_sampler)));
+        .with_sampler(config.sampler.sampler());
     let builder = match config.exporter {
         ExporterKind::None => builder,
         ExporterKind::Stdout => builder.with_span_processor(ErrorDescription(
             BatchSpanProcessor::builder(opentelemetry_stdout::SpanExporter::default()).build(),
         )),
         ExporterKind::Otlp => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            let exporter = match config.protocol {
-                OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-                    .build(),
-                OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .build(),
-            }
-            .map_err(|err| {
-                anyhow::anyhow!(
-                    "cannot set up the OTLP exporter (OTEL_EXPORTER_OTLP_ENDPOINT, \
-                     OTEL_EXPORTER_OTLP_PROTOCOL): {err}"
-                )
-            })?;
+            let exporter = otlp_exporter(config, |k| std::env::var(k).ok())?;
             builder.with_span_processor(ErrorDescription(
                 BatchSpanProcessor::builder(exporter).build(),
             ))
         }
     };
     Ok(builder.build())
+}
+
+/// The OTLP span exporter for `config`. The endpoint, timeout, headers and compression are
+/// read by `opentelemetry-otlp` from the environment; TLS is set up here: the OS trust store
+/// (when it has certificates) plus the CA file of `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+fn otlp_exporter(
+    config: &TelemetryConfig,
+    get: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
+    let ca = match &config.ca_file {
+        Some(ca) => Some(std::fs::read(&ca.path).map_err(|err| {
+            anyhow::anyhow!(
+                "{}={}: cannot read the CA file: {err}",
+                ca.var,
+                ca.path.display()
+            )
+        })?),
+        None => None,
+    };
+    let setup_error = |err: opentelemetry_otlp::ExporterBuildError| {
+        anyhow::anyhow!(
+            "cannot set up the OTLP exporter (OTEL_EXPORTER_OTLP_ENDPOINT, \
+             OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_CERTIFICATE): {}",
+            crate::error_chain(&err)
+        )
+    };
+    match config.protocol {
+        OtlpProtocol::Grpc => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_protocol(opentelemetry_otlp::Protocol::Grpc);
+            // A plain `http://` collector needs no TLS set-up (nor the trust store loaded).
+            if !config.otlp_endpoint(&get).starts_with("http://") {
+                builder = builder.with_tls_config(grpc_tls(ca.as_deref()));
+            }
+            builder.build().map_err(setup_error)
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            // Without a CA file, the exporter's own client (reqwest with rustls and the OS
+            // trust store) is the right one.
+            if let Some(pem) = ca {
+                builder = builder.with_http_client(http_client_with_ca(config, &pem, &get)?);
+            }
+            builder.build().map_err(setup_error)
+        }
+    }
+}
+
+/// TLS for OTLP/gRPC: the OS trust store when it has certificates (tonic refuses an empty
+/// one, and a CA file alone must still work in a container without `ca-certificates`), plus
+/// the CA file's certificates.
+fn grpc_tls(ca: Option<&[u8]>) -> opentelemetry_otlp::tonic_types::transport::ClientTlsConfig {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    let mut tls = ClientTlsConfig::new();
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        tls = tls.with_native_roots();
+    }
+    if let Some(pem) = ca {
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    tls
+}
+
+/// The blocking reqwest client of the OTLP/HTTP exporter (what `opentelemetry-otlp` builds by
+/// default), trusting the CA file's certificates besides the OS trust store. Built on a thread
+/// of its own: a blocking client cannot be built on a tokio runtime thread.
+fn http_client_with_ca(
+    config: &TelemetryConfig,
+    pem: &[u8],
+    get: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<reqwest::blocking::Client> {
+    let var = config.ca_file.as_ref().map_or("", |ca| ca.var);
+    let certs = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|err| anyhow::anyhow!("{var}: not a PEM file of certificates: {err}"))?;
+    anyhow::ensure!(!certs.is_empty(), "{var}: no certificate in the file");
+    // The exporter's timeout, as `opentelemetry-otlp` resolves it (10 s by default).
+    let timeout = [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .into_iter()
+    .find_map(|var| get(var)?.trim().parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis);
+    std::thread::spawn(move || {
+        certs
+            .into_iter()
+            .fold(
+                reqwest::blocking::Client::builder().timeout(timeout),
+                reqwest::blocking::ClientBuilder::add_root_certificate,
+            )
+            .build()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread building the OTLP/HTTP client panicked"))?
+    .map_err(|err| {
+        anyhow::anyhow!(
+            "cannot build the OTLP/HTTP client: {}",
+            crate::error_chain(&err)
+        )
+    })
 }
 
 /// The resource: `service.name`, `service.version`, `service.instance.id`, the SDK's
@@ -477,38 +691,131 @@ mod tests {
         assert_eq!(c.exporter, ExporterKind::None);
         assert_eq!(c.protocol, OtlpProtocol::Grpc);
         assert_eq!(c.service_name, "bot-server");
-        assert_eq!(c.sampler_ratio, 1.0);
+        assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
+        assert_eq!(c.ca_file, None);
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.log_filter, "info");
     }
 
     #[test]
     fn exporter_kinds() {
-        for (value, kind) in [
-            ("otlp", ExporterKind::Otlp),
-            ("OTLP", ExporterKind::Otlp),
-            (" stdout ", ExporterKind::Stdout),
-            ("none", ExporterKind::None),
-            ("", ExporterKind::None),
-        ] {
-            assert_eq!(parse(&[("OTEL_EXPORTER", value)]).unwrap().exporter, kind);
+        for var in ["OTEL_TRACES_EXPORTER", "OTEL_EXPORTER"] {
+            for (value, kind) in [
+                ("otlp", ExporterKind::Otlp),
+                ("OTLP", ExporterKind::Otlp),
+                (" stdout ", ExporterKind::Stdout),
+                ("console", ExporterKind::Stdout),
+                ("none", ExporterKind::None),
+                ("", ExporterKind::None),
+            ] {
+                assert_eq!(
+                    parse(&[(var, value)]).unwrap().exporter,
+                    kind,
+                    "{var}={value}"
+                );
+            }
         }
-        // The standard variable is the fallback; OTEL_EXPORTER wins.
-        let c = parse(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
+        // Both set: they must agree (case and spaces aside).
+        let c = parse(&[("OTEL_TRACES_EXPORTER", "otlp"), ("OTEL_EXPORTER", " OTLP")]).unwrap();
         assert_eq!(c.exporter, ExporterKind::Otlp);
-        let c = parse(&[("OTEL_EXPORTER", "none"), ("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
-        assert_eq!(c.exporter, ExporterKind::None);
+        let c = parse(&[
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_EXPORTER", "stdout"),
+        ])
+        .unwrap();
+        assert_eq!(c.exporter, ExporterKind::Stdout);
+        // An empty alias is unset.
+        let c = parse(&[("OTEL_TRACES_EXPORTER", "otlp"), ("OTEL_EXPORTER", "")]).unwrap();
+        assert_eq!(c.exporter, ExporterKind::Otlp);
     }
 
     #[test]
-    fn invalid_exporter_names_the_variable_and_the_choices() {
-        let err = parse(&[("OTEL_EXPORTER", "jaeger")]).unwrap_err();
+    fn contradicting_exporter_variables_are_an_error() {
+        let err =
+            parse(&[("OTEL_TRACES_EXPORTER", "otlp"), ("OTEL_EXPORTER", "none")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "OTEL_EXPORTER=\"jaeger\" is not valid: expected one of `otlp`, `stdout`, `none`"
+            "OTEL_EXPORTER=\"none\" is not valid: expected the same exporter as \
+             OTEL_TRACES_EXPORTER=\"otlp\" (OTEL_EXPORTER is its alias: set one of them)"
         );
-        let err = parse(&[("OTEL_TRACES_EXPORTER", "zipkin")]).unwrap_err();
-        assert_eq!(err.var, "OTEL_TRACES_EXPORTER");
+    }
+
+    #[test]
+    fn sdk_disabled_builds_no_exporter() {
+        for value in ["true", "TRUE", " True "] {
+            let c = parse(&[
+                ("OTEL_SDK_DISABLED", value),
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+            ])
+            .unwrap();
+            assert_eq!(c.exporter, ExporterKind::None, "{value}");
+        }
+        for value in ["false", "FALSE", ""] {
+            let c = parse(&[
+                ("OTEL_SDK_DISABLED", value),
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+            ])
+            .unwrap();
+            assert_eq!(c.exporter, ExporterKind::Otlp, "{value}");
+        }
+        let err = parse(&[("OTEL_SDK_DISABLED", "yes")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "OTEL_SDK_DISABLED=\"yes\" is not valid: expected `true` or `false`"
+        );
+        // Disabled with an exporter that would need a collector: building the provider
+        // builds no exporter (an unreadable CA file would fail otherwise).
+        let c = parse(&[
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such/ca.pem"),
+        ])
+        .unwrap();
+        tracer_provider(&c).unwrap();
+    }
+
+    #[test]
+    fn ca_file_variables() {
+        let c = parse(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", " /etc/ca.pem ")]).unwrap();
+        assert_eq!(
+            c.ca_file,
+            Some(CaFile {
+                var: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                path: "/etc/ca.pem".into()
+            })
+        );
+        // The per-signal variable wins.
+        let c = parse(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/etc/traces-ca.pem",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.ca_file,
+            Some(CaFile {
+                var: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                path: "/etc/traces-ca.pem".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unreadable_ca_file_is_named() {
+        let c = parse(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/no/such/ca.pem"),
+        ])
+        .unwrap();
+        let err = otlp_exporter(&c, |_| None).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE=/no/such/ca.pem: cannot read the CA file"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -526,20 +833,136 @@ mod tests {
     }
 
     #[test]
+    fn samplers() {
+        use SamplerConfig::*;
+        let sampler = |vars: &[(&str, &str)]| parse(vars).unwrap().sampler;
+        assert_eq!(sampler(&[]), ParentBasedAlwaysOn);
+        for (value, expected) in [
+            ("always_on", AlwaysOn),
+            ("ALWAYS_OFF", AlwaysOff),
+            ("traceidratio", TraceIdRatio(1.0)),
+            ("parentbased_always_on", ParentBasedAlwaysOn),
+            ("parentbased_always_off", ParentBasedAlwaysOff),
+            ("parentbased_traceidratio", ParentBasedTraceIdRatio(1.0)),
+        ] {
+            assert_eq!(
+                sampler(&[("OTEL_TRACES_SAMPLER", value)]),
+                expected,
+                "{value}"
+            );
+        }
+        // The argument: the ratio of the ratio samplers, ignored by the others.
+        let with_arg = |name: &str| {
+            sampler(&[
+                ("OTEL_TRACES_SAMPLER", name),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ])
+        };
+        assert_eq!(with_arg("traceidratio"), TraceIdRatio(0.25));
+        assert_eq!(
+            with_arg("parentbased_traceidratio"),
+            ParentBasedTraceIdRatio(0.25)
+        );
+        assert_eq!(with_arg("always_on"), AlwaysOn);
+        // The argument alone: a parent-based ratio sampler (what it always meant here).
+        assert_eq!(
+            sampler(&[("OTEL_TRACES_SAMPLER_ARG", "0.5")]),
+            ParentBasedTraceIdRatio(0.5)
+        );
+
+        let err = parse(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).unwrap_err();
+        assert_eq!(err.var, "OTEL_TRACES_SAMPLER");
+        assert!(
+            err.to_string()
+                .contains("expected one of `always_on`, `always_off`, `traceidratio`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn sampler_ratio() {
         for (value, ratio) in [("0", 0.0), ("0.25", 0.25), ("1", 1.0), ("1.0", 1.0)] {
             let c = parse(&[("OTEL_TRACES_SAMPLER_ARG", value)]).unwrap();
-            assert_eq!(c.sampler_ratio, ratio, "{value}");
-        }
-        for bad in ["1.5", "-0.1", "half", "NaN"] {
-            let err = parse(&[("OTEL_TRACES_SAMPLER_ARG", bad)]).unwrap_err();
-            assert_eq!(err.var, "OTEL_TRACES_SAMPLER_ARG");
-            assert!(
-                err.to_string()
-                    .contains("expected a sampling ratio from 0 to 1"),
-                "{err}"
+            assert_eq!(
+                c.sampler,
+                SamplerConfig::ParentBasedTraceIdRatio(ratio),
+                "{value}"
             );
         }
+        for sampler in [None, Some("traceidratio"), Some("parentbased_traceidratio")] {
+            for bad in ["1.5", "-0.1", "half", "NaN"] {
+                let mut vars = vec![("OTEL_TRACES_SAMPLER_ARG", bad)];
+                vars.extend(sampler.map(|s| ("OTEL_TRACES_SAMPLER", s)));
+                let err = parse(&vars).unwrap_err();
+                assert_eq!(err.var, "OTEL_TRACES_SAMPLER_ARG");
+                assert!(
+                    err.to_string()
+                        .contains("expected a sampling ratio from 0 to 1"),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    /// What each setting samples, decided by the SDK's own samplers: root spans, and children
+    /// of a sampled and of an unsampled remote parent.
+    #[test]
+    fn samplers_decide_as_the_spec_says() {
+        use SamplerConfig::*;
+        use opentelemetry::trace::{
+            SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState,
+        };
+        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample as _};
+
+        let parent = |sampled: bool| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                true,
+                TraceState::default(),
+            ))
+        };
+        // How many of 1000 root spans (spread trace ids) are sampled, and whether a child of a
+        // sampled and of an unsampled parent is.
+        let decide = |config: SamplerConfig| {
+            let sampler = config.sampler();
+            let sampled = |cx: Option<&Context>, id: u128| {
+                sampler
+                    .should_sample(cx, TraceId::from(id), "s", &SpanKind::Internal, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample
+            };
+            let roots = (1..=1000u128)
+                .filter(|i| {
+                    sampled(
+                        None,
+                        i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                    )
+                })
+                .count();
+            (
+                roots,
+                sampled(Some(&parent(true)), 7),
+                sampled(Some(&parent(false)), 7),
+            )
+        };
+        assert_eq!(decide(AlwaysOn), (1000, true, true));
+        assert_eq!(decide(AlwaysOff), (0, false, false));
+        assert_eq!(decide(ParentBasedAlwaysOn), (1000, true, false));
+        assert_eq!(decide(ParentBasedAlwaysOff), (0, true, false));
+        let (roots, _, _) = decide(TraceIdRatio(0.25));
+        assert!((150..350).contains(&roots), "{roots}");
+        let (roots, child_of_sampled, child_of_unsampled) = decide(ParentBasedTraceIdRatio(0.25));
+        assert!((150..350).contains(&roots), "{roots}");
+        assert!(child_of_sampled && !child_of_unsampled);
+        assert_eq!(decide(ParentBasedTraceIdRatio(1.0)), (1000, true, false));
+        assert_eq!(decide(TraceIdRatio(0.0)).0, 0);
     }
 
     #[test]

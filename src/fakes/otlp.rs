@@ -5,7 +5,8 @@
 //! Its wire formats are the official OpenTelemetry protobuf definitions (`opentelemetry-proto`):
 //!
 //! - OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`, served by tonic
-//!   ([`FakeOtlp::start`], [`FakeOtlp::start_on`]), what Jaeger listens for on port 4317;
+//!   ([`FakeOtlp::start`], [`FakeOtlp::start_on`]), what Jaeger listens for on port 4317, also
+//!   over TLS with a certificate the test gives ([`FakeOtlp::start_tls`]);
 //! - OTLP/HTTP with protobuf bodies: `POST /v1/traces` with `Content-Type:
 //!   application/x-protobuf`, served by axum ([`FakeOtlp::start_http`],
 //!   [`FakeOtlp::start_http_on`]), what Jaeger listens for on port 4318. Other content types get
@@ -130,6 +131,8 @@ impl Shared {
 pub struct FakeOtlp {
     addr: SocketAddr,
     transport: Transport,
+    /// Whether it serves TLS.
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
 }
@@ -144,13 +147,37 @@ impl FakeOtlp {
 
     /// An OTLP/gRPC receiver on `addr`.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeOtlp> {
+        Self::start_grpc(addr, None).await
+    }
+
+    /// An OTLP/gRPC receiver over TLS on `127.0.0.1:0`, presenting the PEM certificate chain
+    /// `cert_pem` with its private key `key_pem` (made by the test, for `127.0.0.1`); its
+    /// [`endpoint`](Self::endpoint) is `https://…`. Panics if it cannot listen or the
+    /// certificate is unusable.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> FakeOtlp {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        Self::start_grpc((Ipv4Addr::LOCALHOST, 0).into(), Some(tls))
+            .await
+            .unwrap_or_else(|err| panic!("cannot start the fake OTLP/gRPC receiver (TLS): {err}"))
+    }
+
+    async fn start_grpc(
+        addr: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> std::io::Result<FakeOtlp> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let (shutdown, mut stopped) = watch::channel(false);
         let service = TraceServiceServer::new(GrpcReceiver(shared.clone()));
+        let is_tls = tls.is_some();
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).map_err(std::io::Error::other)?;
+        }
         tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
+            let served = server
                 .add_service(service)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -166,6 +193,7 @@ impl FakeOtlp {
         Ok(FakeOtlp {
             addr,
             transport: Transport::Grpc,
+            tls: is_tls,
             shared,
             shutdown,
         })
@@ -200,6 +228,7 @@ impl FakeOtlp {
         Ok(FakeOtlp {
             addr,
             transport: Transport::HttpProtobuf,
+            tls: false,
             shared,
             shutdown,
         })
@@ -215,10 +244,11 @@ impl FakeOtlp {
         self.transport
     }
 
-    /// The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT`: `http://127.0.0.1:PORT` (the HTTP
-    /// exporter appends `/v1/traces` itself).
+    /// The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT`: `http://127.0.0.1:PORT`, or
+    /// `https://…` over TLS (the HTTP exporter appends `/v1/traces` itself).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Every span received so far, in arrival order.
@@ -264,6 +294,7 @@ impl std::fmt::Debug for FakeOtlp {
         f.debug_struct("FakeOtlp")
             .field("addr", &self.addr)
             .field("transport", &self.transport)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

@@ -7,4 +7,5 @@ mod faults;
 mod llm;
 mod pipeline;
 mod support;
+mod tls;
 mod traces;

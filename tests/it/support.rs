@@ -128,6 +128,12 @@ type = "log"
             .env("DISCORD_TOKEN", DISCORD_TOKEN)
             .env_remove("DATABASE_URL")
             .env_remove("BOT_SERVER_CONFIG")
+            // The tests' own telemetry settings, not the shell's (the two exporter variables
+            // must not contradict each other).
+            .env_remove("OTEL_TRACES_EXPORTER")
+            .env_remove("OTEL_EXPORTER")
+            .env_remove("OTEL_SDK_DISABLED")
+            .env_remove("OTEL_TRACES_SAMPLER")
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -1,8 +1,11 @@
 //! Traces and logs of the real binary: OTLP export (gRPC and HTTP/protobuf) to the in-process
 //! stand-in receiver ([`FakeOtlp`], not Jaeger), the span tree of one actor run, error status,
-//! a collector that is down or late, the flush at SIGTERM, and trace ids in JSON logs.
+//! a collector that is down or late, the flush at SIGTERM, trace ids in JSON logs, TLS to the
+//! collector (`OTEL_EXPORTER_OTLP_CERTIFICATE`), and the standard variables
+//! (`OTEL_TRACES_EXPORTER`, `OTEL_SDK_DISABLED`, `OTEL_TRACES_SAMPLER`).
 
 use crate::support::*;
+use crate::tls::{Pki, TlsFront};
 use bot_server::fakes::discord::Fail;
 use bot_server::fakes::llm::Reply;
 use bot_server::fakes::otlp::{FakeOtlp, ReceivedSpan, StatusCode};
@@ -30,12 +33,17 @@ type = "Immediate"
 fn serve_command(env: &TestEnv, endpoint: &str, extra: &[(&str, &str)]) -> Command {
     let log = std::fs::File::create(env.path("stderr.log")).unwrap();
     let mut cmd = env.command(&["serve"]);
-    cmd.env("OTEL_EXPORTER", "otlp")
+    cmd.env("OTEL_TRACES_EXPORTER", "otlp")
+        .env_remove("OTEL_EXPORTER")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "60000")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+        .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_TRACES_SAMPLER")
         .env_remove("OTEL_TRACES_SAMPLER_ARG")
         .env_remove("LOG_FORMAT")
         .stdout(Stdio::null())
@@ -520,8 +528,8 @@ async fn json_logs_carry_the_trace_id() {
     }
 }
 
-/// `OTEL_EXPORTER=stdout`: the run's spans are printed on stdout at shutdown, with the
-/// resource's service name.
+/// `OTEL_EXPORTER=stdout` (the alias of `OTEL_TRACES_EXPORTER`): the run's spans are printed
+/// on stdout at shutdown, with the resource's service name.
 #[tokio::test]
 async fn stdout_exporter_prints_the_spans() {
     let env = TestEnv::new().await;
@@ -529,6 +537,7 @@ async fn stdout_exporter_prints_the_spans() {
     env.config("", TIP_ONCE);
     let out = env.path("stdout.log");
     let child = serve_command(&env, "http://127.0.0.1:9", &[("OTEL_EXPORTER", "stdout")])
+        .env_remove("OTEL_TRACES_EXPORTER")
         .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
         .spawn()
         .unwrap();
@@ -569,6 +578,21 @@ async fn invalid_settings_are_named() {
             "OTEL_TRACES_SAMPLER_ARG",
             "2",
             "error: OTEL_TRACES_SAMPLER_ARG=\"2\" is not valid: expected a sampling ratio from 0 to 1",
+        ),
+        (
+            "OTEL_TRACES_SAMPLER",
+            "sometimes",
+            "error: OTEL_TRACES_SAMPLER=\"sometimes\" is not valid: expected one of `always_on`",
+        ),
+        (
+            "OTEL_SDK_DISABLED",
+            "yes",
+            "error: OTEL_SDK_DISABLED=\"yes\" is not valid: expected `true` or `false`",
+        ),
+        (
+            "OTEL_TRACES_EXPORTER",
+            "zipkin",
+            "error: OTEL_TRACES_EXPORTER=\"zipkin\" is not valid: expected one of `otlp`, `stdout`, `none`",
         ),
     ] {
         let o = env
@@ -640,4 +664,153 @@ async fn hanging_collector_delays_exit_at_most_the_shutdown_timeout() {
         stderr_of(&env)
     );
     drop(blackhole);
+}
+
+/// A stopped `serve` whose run posted, with OTLP export every 200 ms to `receiver` and the
+/// `extra` variables; returns its stderr.
+async fn one_run_exporting_every_200ms(
+    env: &TestEnv,
+    receiver: &FakeOtlp,
+    extra: &[(&str, &str)],
+) -> String {
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let mut vars = vec![("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    vars.extend_from_slice(extra);
+    let child = serve(env, &receiver.endpoint(), &vars);
+    wait_for_post(env, 1).await;
+    stop(env, child, LIMIT).await;
+    stderr_of(env)
+}
+
+/// OTLP/gRPC to an `https://` collector (the receiver serving TLS with a certificate from a CA
+/// made here) whose CA is given by `OTEL_EXPORTER_OTLP_CERTIFICATE`: the run's span tree
+/// arrives.
+#[tokio::test]
+async fn grpc_over_tls_trusts_the_ca_file() {
+    let env = TestEnv::new().await;
+    let pki = Pki::new("collector");
+    let receiver = FakeOtlp::start_tls(&pki.cert_pem, &pki.key_pem).await;
+    assert!(receiver.endpoint().starts_with("https://"));
+    let ca = pki.write_ca(&env, "collector-ca.pem");
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(
+        &env,
+        &receiver.endpoint(),
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())],
+    );
+    wait_for_post(&env, 1).await;
+    stop(&env, child, LIMIT).await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+}
+
+/// The same collector without its CA (not in the trust store, no CA file): every export
+/// fails, logged with rustls' unknown-issuer error, and the process still runs, posts and
+/// exits 0.
+#[tokio::test]
+async fn grpc_over_tls_without_the_ca_fails_exports_only() {
+    let env = TestEnv::new().await;
+    let pki = Pki::new("collector");
+    let receiver = FakeOtlp::start_tls(&pki.cert_pem, &pki.key_pem).await;
+    let logs = one_run_exporting_every_200ms(&env, &receiver, &[]).await;
+    assert!(logs.contains("UnknownIssuer"), "{logs}");
+    assert_eq!(receiver.export_count(), 0);
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+}
+
+/// OTLP/HTTP to an `https://` collector (the HTTP receiver behind a TLS front) whose CA is
+/// given by the per-signal `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`: the spans arrive.
+#[tokio::test]
+async fn http_protobuf_over_tls_trusts_the_traces_ca_file() {
+    let env = TestEnv::new().await;
+    let pki = Pki::new("collector");
+    let receiver = FakeOtlp::start_http().await;
+    let front = TlsFront::start(receiver.addr(), &pki, &[b"http/1.1"]).await;
+    let ca = pki.write_ca(&env, "collector-ca.pem");
+    env.write("tip.toml", TIP);
+    env.config("", TIP_ONCE);
+    let child = serve(
+        &env,
+        &front.url(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                ca.to_str().unwrap(),
+            ),
+        ],
+    );
+    wait_for_post(&env, 1).await;
+    stop(&env, child, LIMIT).await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+}
+
+/// A CA file that cannot be read stops the start-up, naming the variable and the path.
+#[tokio::test]
+async fn unreadable_ca_file_is_named() {
+    let env = TestEnv::new().await;
+    env.config("", "");
+    let o = env
+        .command(&["check"])
+        .env("OTEL_TRACES_EXPORTER", "otlp")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9")
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", "/no/such/ca.pem")
+        .output()
+        .await
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE=/no/such/ca.pem: cannot read the CA file"),
+        "{stderr}"
+    );
+}
+
+/// `OTEL_SDK_DISABLED=true` with `OTEL_TRACES_EXPORTER=otlp` and a live collector: no
+/// exporter is built (no "exporting traces" line), nothing is exported, the run posts.
+#[tokio::test]
+async fn sdk_disabled_exports_nothing() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    let logs =
+        one_run_exporting_every_200ms(&env, &receiver, &[("OTEL_SDK_DISABLED", "true")]).await;
+    assert!(!logs.contains("exporting traces by OTLP"), "{logs}");
+    assert_eq!(receiver.export_count(), 0);
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+}
+
+/// `OTEL_TRACES_SAMPLER=always_off`: the exporter runs, but no span is sampled, so none
+/// arrives; `parentbased_traceidratio` with a ratio of 0 samples no run either.
+#[tokio::test]
+async fn sampler_always_off_samples_nothing() {
+    for vars in [
+        &[("OTEL_TRACES_SAMPLER", "always_off")][..],
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ][..],
+    ] {
+        let env = TestEnv::new().await;
+        let receiver = FakeOtlp::start().await;
+        let logs = one_run_exporting_every_200ms(&env, &receiver, vars).await;
+        assert!(logs.contains("exporting traces by OTLP"), "{logs}");
+        assert!(
+            receiver.spans().is_empty(),
+            "{vars:?}: {:#?}",
+            receiver.spans()
+        );
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER=always_on` (the explicit default) exports the run.
+#[tokio::test]
+async fn sampler_always_on_samples_the_run() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    one_run_exporting_every_200ms(&env, &receiver, &[("OTEL_TRACES_SAMPLER", "always_on")]).await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
 }
