@@ -19,27 +19,23 @@ mod gemini;
 mod http;
 mod offline;
 mod openai;
+mod provider;
 mod ratelimit;
 mod retry;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
 use serde_json::Value;
-use url::Url;
 
-use self::anthropic::AnthropicClient;
 pub use self::error::LlmError;
-use self::gemini::GeminiClient;
 use self::http::HttpTarget;
-use self::offline::OfflineClient;
-use self::openai::OpenAiClient;
-use self::ratelimit::RateLimits;
-use self::retry::RetryPolicy;
+use self::provider::{KeySource, Provider};
+pub use self::settings::{ProviderKind, ProviderSettings};
 use crate::secret::Secret;
 
 /// One LLM call.
@@ -69,137 +65,6 @@ pub struct LlmResponse {
     /// Total time spent waiting on the local rate limiter.
     pub rate_limit_wait: Duration,
 }
-
-/// Settings of one provider, deserialized from `[providers.NAME]` in the server config TOML.
-#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
-    /// Optional when the table name is one of the four kinds (`[providers.gemini]`); required
-    /// otherwise (`[providers.ollama] kind = "openai"`).
-    pub kind: Option<ProviderKind>,
-    /// Default per kind: `https://generativelanguage.googleapis.com`,
-    /// `https://api.openai.com/v1`, `https://api.anthropic.com`; unused by offline.
-    pub base_url: Option<String>,
-    /// Name of the environment variable holding the key (`NAME_FILE` also accepted). Default
-    /// per kind: `GEMINI_API_KEY`, `ANTHROPIC_API_KEY`; `OPENAI_API_KEY` for kind openai only
-    /// when `base_url` is unset, so that the OpenAI key is never sent to another server.
-    pub api_key_env: Option<String>,
-    pub default_model: Option<String>,
-    /// Bound of one HTTP exchange; default 60.
-    pub timeout_seconds: Option<u64>,
-    /// Retries after the first attempt; default 4.
-    pub max_retries: Option<u32>,
-    /// Local request budget; default unlimited.
-    pub requests_per_minute: Option<u32>,
-    /// Local token budget (estimated, see [`LlmClients::complete`]); default unlimited.
-    pub tokens_per_minute: Option<u32>,
-    /// Cap of one backoff wait, including a provider's `Retry-After`; default 60.
-    pub max_backoff_seconds: Option<u64>,
-    /// Longest response body read; a longer one fails the call; default 1 MiB.
-    pub max_response_bytes: Option<u64>,
-}
-
-impl ProviderSettings {
-    /// Checks the numeric keys that become durations against their ranges
-    /// ([`crate::limits::PROVIDER_TIMEOUT_SECONDS`], [`crate::limits::MAX_BACKOFF_SECONDS`]).
-    /// Both the config loader (which names the file and `providers.NAME.KEY`) and
-    /// [`LlmClients::new`] (for `bot-server run`, which reads no more of the config) call it.
-    ///
-    /// # Errors
-    ///
-    /// The first key out of range and the message naming its range.
-    pub fn check_ranges(&self) -> Result<(), (&'static str, String)> {
-        use crate::limits;
-        let keys = [
-            (
-                "timeout_seconds",
-                limits::PROVIDER_TIMEOUT_SECONDS,
-                self.timeout_seconds,
-            ),
-            (
-                "max_backoff_seconds",
-                limits::MAX_BACKOFF_SECONDS,
-                self.max_backoff_seconds,
-            ),
-        ];
-        for (key, range, value) in keys {
-            if let Some(value) = value {
-                range.check(value).map_err(|message| (key, message))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The wire protocol of a provider.
-#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Gemini,
-    Openai,
-    Anthropic,
-    Offline,
-}
-
-impl ProviderKind {
-    /// Every kind, in documentation order.
-    pub const ALL: [ProviderKind; 4] = [Self::Gemini, Self::Openai, Self::Anthropic, Self::Offline];
-
-    /// The lowercase name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gemini => "gemini",
-            Self::Openai => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Offline => "offline",
-        }
-    }
-
-    /// The kind whose name is `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    /// The public API root used when `base_url` is unset.
-    pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            Self::Gemini => Some("https://generativelanguage.googleapis.com"),
-            Self::Openai => Some("https://api.openai.com/v1"),
-            Self::Anthropic => Some("https://api.anthropic.com"),
-            Self::Offline => None,
-        }
-    }
-
-    /// The environment variable of the key of the public API.
-    pub fn default_api_key_env(self) -> Option<&'static str> {
-        match self {
-            Self::Gemini => Some("GEMINI_API_KEY"),
-            Self::Openai => Some("OPENAI_API_KEY"),
-            Self::Anthropic => Some("ANTHROPIC_API_KEY"),
-            Self::Offline => None,
-        }
-    }
-
-    /// The model used when neither the request nor the settings name one, for the public API.
-    fn default_model(self) -> &'static str {
-        match self {
-            Self::Gemini => "gemini-2.5-flash",
-            Self::Openai => "gpt-4o-mini",
-            Self::Anthropic => "claude-haiku-4-5",
-            Self::Offline => "offline",
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
-const DEFAULT_MAX_RETRIES: u32 = 4;
-const DEFAULT_MAX_BACKOFF_SECONDS: u64 = 60;
 
 /// All providers of the process, shared by every actor: cloning is cheap and clones share the
 /// rate limiters and HTTP connection pools, which are created once here.
@@ -237,47 +102,6 @@ impl fmt::Debug for LlmClients {
             .entries(self.providers.iter().map(|(name, p)| (name, p.kind)))
             .finish()
     }
-}
-
-/// Where API keys come from.
-enum KeySource<'a> {
-    /// `api_key_env` (or its default) and `*_FILE`, via [`Secret::from_env`].
-    Environment,
-    /// Exactly these keys, by provider name; the environment is not read.
-    Given(&'a BTreeMap<String, Secret>),
-}
-
-/// What we know about a provider's key.
-#[derive(Debug)]
-enum KeyState {
-    Present(Secret),
-    Missing,
-    /// `NAME_FILE` is set but unreadable; the text names the variable and path, not the key.
-    Unreadable(String),
-}
-
-/// One configured provider.
-#[derive(Debug)]
-struct Provider {
-    name: String,
-    kind: ProviderKind,
-    /// The variable to tell the user about when the key is missing.
-    env_var: Option<String>,
-    key: KeyState,
-    /// Whether calls fail without a key (see [`LlmClients::check_ready`]).
-    key_required: bool,
-    default_model: Option<String>,
-    retry: RetryPolicy,
-    limits: RateLimits,
-    backend: Backend,
-}
-
-#[derive(Debug)]
-enum Backend {
-    Gemini(GeminiClient),
-    Openai(OpenAiClient),
-    Anthropic(AnthropicClient),
-    Offline(OfflineClient),
 }
 
 impl LlmClients {
@@ -548,165 +372,6 @@ impl LlmClients {
                 name: provider.to_owned(),
             })
     }
-}
-
-impl Provider {
-    fn new(
-        name: &str,
-        settings: &ProviderSettings,
-        keys: &KeySource<'_>,
-        client: &reqwest::Client,
-    ) -> Result<Self, LlmError> {
-        let invalid = |reason: String| LlmError::InvalidSettings {
-            provider: name.to_owned(),
-            reason,
-        };
-        let kind = settings
-            .kind
-            .or_else(|| ProviderKind::from_name(name))
-            .ok_or_else(|| {
-                invalid(
-                    "`kind` is required (gemini, openai, anthropic or offline) since the name is not one of them"
-                        .to_owned(),
-                )
-            })?;
-        settings
-            .check_ranges()
-            .map_err(|(key, message)| invalid(format!("{key} {message}")))?;
-        let timeout_seconds = settings.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-        let nonzero = |value: Option<u32>, field: &str| match value {
-            None => Ok(None),
-            Some(value) => NonZeroU32::new(value).map(Some).ok_or_else(|| {
-                invalid(format!("{field} must be at least 1 (omit it for no limit)"))
-            }),
-        };
-        let limits = RateLimits::new(
-            nonzero(settings.requests_per_minute, "requests_per_minute")?,
-            nonzero(settings.tokens_per_minute, "tokens_per_minute")?,
-        );
-        let retry = RetryPolicy {
-            max_retries: settings.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-            max_backoff: Duration::from_secs(
-                settings
-                    .max_backoff_seconds
-                    .unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS),
-            ),
-        };
-
-        let public_api = settings.base_url.is_none();
-        let base = match settings.base_url.as_deref().or(kind.default_base_url()) {
-            Some(base) if kind != ProviderKind::Offline => {
-                Some(parse_base_url(base).map_err(invalid)?)
-            }
-            _ => None,
-        };
-        // The OpenAI key goes only to OpenAI: a custom base_url (Ollama, a third-party
-        // compatible server) gets a key only when api_key_env says which one.
-        let env_var = settings.api_key_env.clone().or_else(|| match kind {
-            ProviderKind::Openai if !public_api => None,
-            _ => kind.default_api_key_env().map(str::to_owned),
-        });
-        let key_required = match kind {
-            ProviderKind::Gemini | ProviderKind::Anthropic => true,
-            ProviderKind::Openai => public_api || settings.api_key_env.is_some(),
-            ProviderKind::Offline => false,
-        };
-        let key = match (keys, &env_var) {
-            (KeySource::Given(keys), _) => keys
-                .get(name)
-                .cloned()
-                .map_or(KeyState::Missing, KeyState::Present),
-            (KeySource::Environment, Some(var)) => match Secret::from_env(var) {
-                Ok(Some(secret)) => KeyState::Present(secret),
-                Ok(None) => KeyState::Missing,
-                Err(reason) => KeyState::Unreadable(reason),
-            },
-            (KeySource::Environment, None) => KeyState::Missing,
-        };
-        let default_model = settings.default_model.clone().or_else(|| {
-            (public_api || kind == ProviderKind::Offline).then(|| kind.default_model().to_owned())
-        });
-
-        let max_response_bytes = settings
-            .max_response_bytes
-            .unwrap_or(http::DEFAULT_MAX_RESPONSE_BYTES);
-        if max_response_bytes == 0 {
-            return Err(invalid("max_response_bytes must be at least 1".to_owned()));
-        }
-        let http = HttpTarget::new(name, client.clone(), timeout_seconds)
-            .with_max_response_bytes(max_response_bytes);
-        let backend = match (kind, base) {
-            (ProviderKind::Gemini, Some(base)) => Backend::Gemini(GeminiClient::new(http, base)),
-            (ProviderKind::Openai, Some(base)) => Backend::Openai(OpenAiClient::new(http, base)?),
-            (ProviderKind::Anthropic, Some(base)) => {
-                Backend::Anthropic(AnthropicClient::new(http, base)?)
-            }
-            _ => Backend::Offline(OfflineClient),
-        };
-        Ok(Self {
-            name: name.to_owned(),
-            kind,
-            env_var,
-            key,
-            key_required,
-            default_model,
-            retry,
-            limits,
-            backend,
-        })
-    }
-
-    /// The key to send, `None` when the provider needs none and has none.
-    fn key(&self) -> Result<Option<&Secret>, LlmError> {
-        match &self.key {
-            KeyState::Present(secret) => Ok(Some(secret)),
-            KeyState::Unreadable(reason) => Err(LlmError::InvalidSettings {
-                provider: self.name.clone(),
-                reason: reason.clone(),
-            }),
-            KeyState::Missing if self.key_required => Err(self.missing_key()),
-            KeyState::Missing => Ok(None),
-        }
-    }
-
-    fn missing_key(&self) -> LlmError {
-        LlmError::MissingApiKey {
-            provider: self.name.clone(),
-            env_var: self
-                .env_var
-                .clone()
-                .unwrap_or_else(|| format!("{}_API_KEY", self.name.to_uppercase())),
-        }
-    }
-
-    /// One attempt, no rate limit, no retry.
-    async fn call(
-        &self,
-        request: &LlmRequest,
-        model: &str,
-        key: Option<&Secret>,
-    ) -> Result<LlmResponse, LlmError> {
-        match (&self.backend, key) {
-            (Backend::Gemini(client), Some(key)) => client.complete(request, model, key).await,
-            (Backend::Anthropic(client), Some(key)) => client.complete(request, model, key).await,
-            (Backend::Openai(client), key) => client.complete(request, model, key).await,
-            (Backend::Offline(client), _) => Ok(client.complete(request, model)),
-            // Not reached: these kinds always require a key, so `key()` already refused.
-            (Backend::Gemini(_) | Backend::Anthropic(_), None) => Err(self.missing_key()),
-        }
-    }
-}
-
-/// Parses and checks a `base_url`.
-fn parse_base_url(base: &str) -> Result<Url, String> {
-    let url = Url::parse(base).map_err(|err| format!("base_url `{base}` is not a URL: {err}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("base_url `{base}` must be http or https"));
-    }
-    if url.cannot_be_a_base() {
-        return Err(format!("base_url `{base}` cannot take a path"));
-    }
-    Ok(url)
 }
 
 /// The token budget charged for a request (see [`LlmClients::complete`]).
