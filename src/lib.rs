@@ -72,3 +72,31 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// The first `max` characters of `text`, quoted on one line (newlines and quotes escaped, as
+/// `{:?}` prints them) and marked with the count of what was cut: the one form in which an
+/// answer or a response body is quoted in errors and logs.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!(
+            "{:?}… ({} more characters)",
+            &text[..cut],
+            text[cut..].chars().count()
+        ),
+        None => format!("{text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_never_cuts_inside_a_character() {
+        let e = excerpt(&"é".repeat(10), 3);
+        assert_eq!(e, "\"ééé\"… (7 more characters)");
+        assert_eq!(excerpt("  short\n", 3), "\"sho\"… (2 more characters)");
+        assert_eq!(excerpt(" two\nlines ", 300), "\"two\\nlines\"");
+    }
+}

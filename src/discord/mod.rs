@@ -543,7 +543,7 @@ impl Delivery {
                     .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
                 Err(DeliveryError::Api {
                     status,
-                    message: crate::narrative::excerpt(&message, 300),
+                    message: crate::excerpt(&message, 300),
                 })
             }
         }

@@ -130,7 +130,7 @@ impl HttpTarget {
         LlmError::Decode {
             provider: self.provider.clone(),
             message: message.into(),
-            body_excerpt: excerpt(body),
+            body_excerpt: crate::excerpt(body, EXCERPT_CHARS),
         }
     }
 
@@ -183,15 +183,6 @@ impl HttpTarget {
     }
 }
 
-/// The first [`EXCERPT_CHARS`] characters of a body, marked when cut.
-pub(crate) fn excerpt(body: &str) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &body[..cut]),
-        None => body.to_owned(),
-    }
-}
-
 /// A header value holding a secret, flagged sensitive so that `http`'s Debug output hides it.
 ///
 /// # Errors
@@ -215,22 +206,13 @@ pub(crate) fn fallback_message(status: StatusCode, body: &str) -> String {
             .unwrap_or("no error message")
             .to_owned()
     } else {
-        excerpt(body)
+        crate::excerpt(body, EXCERPT_CHARS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn excerpt_cuts_on_char_boundaries() {
-        let long = "é".repeat(400);
-        let cut = excerpt(&long);
-        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
-        assert_eq!(excerpt("  short "), "short");
-    }
 
     #[test]
     fn secret_header_is_sensitive() {

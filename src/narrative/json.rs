@@ -1,17 +1,4 @@
-//! Reading a model's answer: the JSON an act asked for ([`extract_json`]) and the bounded
-//! excerpt of an answer quoted in errors ([`excerpt`]).
-
-/// The first `max` characters of `text`, marked when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!(
-            "{:?}… ({} more characters)",
-            &text[..cut],
-            text[cut..].chars().count()
-        ),
-        None => format!("{text:?}"),
-    }
-}
+//! Reading a model's answer: the JSON an act asked for ([`extract_json`]).
 
 /// Extracts JSON from a model's answer: a fenced ```json block, or the outermost array or
 /// object in the text.
@@ -70,11 +57,5 @@ mod tests {
         );
         assert!(extract_json("no json here").is_err());
         assert!(extract_json("[1, 2").is_err());
-    }
-
-    #[test]
-    fn excerpt_never_cuts_inside_a_character() {
-        let e = excerpt(&"é".repeat(10), 3);
-        assert!(e.starts_with("\"ééé\"…"), "{e}");
     }
 }

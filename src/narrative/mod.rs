@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::json::{excerpt, extract_json};
+pub use self::json::extract_json;
 
 /// Variables a narrative receives from the server itself rather than from the user.
 pub const BUILTIN_VARS: &[&str] = &["pending_posts", "actor", "now"];

@@ -1,8 +1,9 @@
 //! Running a loaded narrative: resolving each act's provider and model, rendering its
 //! templates, calling the model and checking JSON output, act after act.
 
-use super::json::{excerpt, extract_json};
+use super::json::extract_json;
 use super::{Act, ActOutput, Narrative, NarrativeError, OutputFormat, RunOptions};
+use crate::excerpt;
 use crate::llm::{LlmClients, LlmRequest};
 use minijinja::Value;
 use std::collections::BTreeMap;
