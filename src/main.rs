@@ -121,8 +121,10 @@ async fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
+    // The process environment, read here once (`DATABASE_URL`, `DISCORD_TOKEN`[`_FILE`]).
+    let options = AppOptions::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&cli.config).await,
+        Command::Serve => serve(&cli.config, options).await,
         Command::Run {
             narrative,
             vars,
@@ -138,15 +140,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             commands::run_narrative(&cli.config, &cmd, None, &mut stdout).await
         }
         Command::Check => {
-            let token = bot_server::secret::Secret::from_env("DISCORD_TOKEN")
-                .map_err(anyhow::Error::msg)?;
-            commands::check(&cli.config, token.is_some(), &mut stdout)
+            commands::check(&cli.config, options.discord_token.is_some(), &mut stdout)
         }
         Command::Healthcheck { url } => healthcheck(&cli.config, url).await,
         Command::Posts { action } => {
             let config = Config::load(&cli.config)?;
-            let url = std::env::var("DATABASE_URL").ok();
-            let store = Store::open(&config.server.state_dir, url.as_deref()).await?;
+            let store =
+                Store::open(&config.server.state_dir, options.database_url.as_deref()).await?;
             let result = match action {
                 PostsAction::List { status, limit } => {
                     commands::posts_list(&store, status, limit, &mut stdout).await
@@ -167,10 +167,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+async fn serve(config_path: &std::path::Path, options: AppOptions) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let admin_addr = config.server.admin_listen;
-    let app = Arc::new(App::build(config, AppOptions::from_env()?).await?);
+    let app = Arc::new(App::build(config, options).await?);
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| {
