@@ -35,7 +35,7 @@ use serde_json::Value;
 pub use self::error::LlmError;
 use self::http::HttpTarget;
 use self::provider::{KeySource, Provider};
-pub use self::settings::{ProviderKind, ProviderSettings};
+pub use self::settings::{MaxTokensField, ProviderKind, ProviderSettings};
 use crate::secret::Secret;
 
 /// One LLM call.

@@ -15,6 +15,7 @@ use url::Url;
 
 use super::http::{HttpReply, HttpTarget, fallback_message, secret_header};
 use super::retry::retry_after_from_headers;
+use super::settings::MaxTokensField;
 use super::{LlmError, LlmRequest, LlmResponse, temperature_json};
 use crate::secret::Secret;
 
@@ -23,15 +24,21 @@ use crate::secret::Secret;
 pub(crate) struct OpenAiClient {
     http: HttpTarget,
     endpoint: Url,
+    max_tokens_field: MaxTokensField,
 }
 
 impl OpenAiClient {
-    /// `base` is the API root including its version (`.../v1`).
+    /// `base` is the API root including its version (`.../v1`); an act's token limit is sent
+    /// as `max_tokens_field`.
     ///
     /// # Errors
     ///
     /// [`LlmError::InvalidSettings`] when the base URL cannot take a path.
-    pub fn new(http: HttpTarget, base: Url) -> Result<Self, LlmError> {
+    pub fn new(
+        http: HttpTarget,
+        base: Url,
+        max_tokens_field: MaxTokensField,
+    ) -> Result<Self, LlmError> {
         let mut endpoint = base.clone();
         endpoint
             .path_segments_mut()
@@ -41,7 +48,11 @@ impl OpenAiClient {
             })?
             .pop_if_empty()
             .extend(["chat", "completions"]);
-        Ok(Self { http, endpoint })
+        Ok(Self {
+            http,
+            endpoint,
+            max_tokens_field,
+        })
     }
 
     /// One chat completion, no retry.
@@ -60,7 +71,7 @@ impl OpenAiClient {
             .http
             .client
             .post(self.endpoint.clone())
-            .json(&request_body(request, model));
+            .json(&request_body(request, model, self.max_tokens_field));
         if let Some(key) = key {
             let value = format!("Bearer {}", key.expose());
             http_request =
@@ -118,7 +129,7 @@ impl OpenAiClient {
     }
 }
 
-fn request_body(request: &LlmRequest, model: &str) -> Value {
+fn request_body(request: &LlmRequest, model: &str, max_tokens_field: MaxTokensField) -> Value {
     let mut messages = Vec::with_capacity(2);
     if let Some(system) = &request.system {
         messages.push(json!({"role": "system", "content": system}));
@@ -129,9 +140,7 @@ fn request_body(request: &LlmRequest, model: &str) -> Value {
         body["temperature"] = temperature_json(temperature);
     }
     if let Some(max_tokens) = request.max_tokens {
-        // `max_tokens` rather than the newer `max_completion_tokens`: every compatible server
-        // understands it.
-        body["max_tokens"] = json!(max_tokens);
+        body[max_tokens_field.as_str()] = json!(max_tokens);
     }
     body
 }
@@ -266,6 +275,7 @@ mod tests {
                 json: true,
             },
             "gpt",
+            MaxTokensField::MaxCompletionTokens,
         );
         assert_eq!(body["model"], "gpt");
         assert_eq!(body["messages"][0]["role"], "system");
@@ -273,5 +283,24 @@ mod tests {
         assert_eq!(body["temperature"], json!(0.7));
         assert!(body.get("response_format").is_none());
         assert!(body.get("max_tokens").is_none());
+        assert!(body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn token_limit_goes_in_the_chosen_field_only() {
+        let request = LlmRequest {
+            model: String::new(),
+            system: None,
+            prompt: "hi".into(),
+            temperature: None,
+            max_tokens: Some(300),
+            json: false,
+        };
+        let body = request_body(&request, "gpt-5-mini", MaxTokensField::MaxCompletionTokens);
+        assert_eq!(body["max_completion_tokens"], json!(300));
+        assert!(body.get("max_tokens").is_none());
+        let body = request_body(&request, "llama3", MaxTokensField::MaxTokens);
+        assert_eq!(body["max_tokens"], json!(300));
+        assert!(body.get("max_completion_tokens").is_none());
     }
 }

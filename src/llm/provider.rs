@@ -15,7 +15,7 @@ use super::offline::OfflineClient;
 use super::openai::OpenAiClient;
 use super::ratelimit::RateLimits;
 use super::retry::RetryPolicy;
-use super::{LlmError, LlmRequest, LlmResponse, ProviderKind, ProviderSettings};
+use super::{LlmError, LlmRequest, LlmResponse, MaxTokensField, ProviderKind, ProviderSettings};
 use crate::secret::Secret;
 
 const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
@@ -146,11 +146,18 @@ impl Provider {
         if max_response_bytes == 0 {
             return Err(invalid("max_response_bytes must be at least 1".to_owned()));
         }
+        // OpenAI's own API, whether by default or named in base_url.
+        let openai_api =
+            public_api || base.as_ref().and_then(Url::host_str) == Some("api.openai.com");
+        let max_tokens_field =
+            max_tokens_field(kind, settings.max_tokens_field, openai_api).map_err(invalid)?;
         let http = HttpTarget::new(name, client.clone(), timeout_seconds)
             .with_max_response_bytes(max_response_bytes);
         let backend = match (kind, base) {
             (ProviderKind::Gemini, Some(base)) => Backend::Gemini(GeminiClient::new(http, base)),
-            (ProviderKind::Openai, Some(base)) => Backend::Openai(OpenAiClient::new(http, base)?),
+            (ProviderKind::Openai, Some(base)) => {
+                Backend::Openai(OpenAiClient::new(http, base, max_tokens_field)?)
+            }
             (ProviderKind::Anthropic, Some(base)) => {
                 Backend::Anthropic(AnthropicClient::new(http, base)?)
             }
@@ -220,4 +227,50 @@ fn parse_base_url(base: &str) -> Result<Url, String> {
         return Err(format!("base_url `{base}` cannot take a path"));
     }
     Ok(url)
+}
+
+/// The field an act's token limit goes in: `max_tokens_field` when set (kind openai only),
+/// else `max_completion_tokens` for OpenAI's own API and `max_tokens` for compatible servers.
+fn max_tokens_field(
+    kind: ProviderKind,
+    configured: Option<MaxTokensField>,
+    openai_api: bool,
+) -> Result<MaxTokensField, String> {
+    match (kind, configured) {
+        (ProviderKind::Openai, Some(field)) => Ok(field),
+        (ProviderKind::Openai, None) if openai_api => Ok(MaxTokensField::MaxCompletionTokens),
+        (_, None) => Ok(MaxTokensField::MaxTokens),
+        (_, Some(_)) => Err(format!(
+            "max_tokens_field is for kind openai only ({kind} has one token limit field): remove it"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_limit_field_per_provider() {
+        use MaxTokensField::*;
+        let field = max_tokens_field;
+        assert_eq!(
+            field(ProviderKind::Openai, None, true),
+            Ok(MaxCompletionTokens)
+        );
+        assert_eq!(field(ProviderKind::Openai, None, false), Ok(MaxTokens));
+        assert_eq!(
+            field(ProviderKind::Openai, Some(MaxCompletionTokens), false),
+            Ok(MaxCompletionTokens)
+        );
+        assert_eq!(
+            field(ProviderKind::Openai, Some(MaxTokens), true),
+            Ok(MaxTokens)
+        );
+        assert!(
+            field(ProviderKind::Gemini, Some(MaxTokens), true)
+                .unwrap_err()
+                .contains("for kind openai only")
+        );
+    }
 }

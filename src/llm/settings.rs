@@ -30,6 +30,32 @@ pub struct ProviderSettings {
     pub max_backoff_seconds: Option<u64>,
     /// Longest response body read; a longer one fails the call; default 1 MiB.
     pub max_response_bytes: Option<u64>,
+    /// Kind openai only: the request field carrying an act's `max_tokens`. Default
+    /// `max_completion_tokens` for OpenAI's own API (`base_url` unset or on
+    /// `api.openai.com`: its reasoning and GPT-5 models refuse `max_tokens` with a 400),
+    /// `max_tokens` for any other server (Ollama, vLLM, llama.cpp and older compatible
+    /// servers know only that one).
+    pub max_tokens_field: Option<MaxTokensField>,
+}
+
+/// The name under which an OpenAI-compatible request carries the answer's token limit.
+#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_tokens`: the original field, deprecated by OpenAI, refused by its reasoning models.
+    MaxTokens,
+    /// `max_completion_tokens`: OpenAI's current field (visible and reasoning tokens).
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    /// The JSON field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxTokens => "max_tokens",
+            Self::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
 }
 
 impl ProviderSettings {

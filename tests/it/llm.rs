@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bot_server::fakes::llm::{FakeLlm, Reply};
-use bot_server::llm::{LlmClients, LlmError, LlmRequest, ProviderKind, ProviderSettings};
+use bot_server::llm::{
+    LlmClients, LlmError, LlmRequest, MaxTokensField, ProviderKind, ProviderSettings,
+};
 use bot_server::secret::Secret;
 use serde_json::json;
 use tokio::time::Instant;
@@ -319,6 +321,31 @@ async fn openai_json_request_has_no_response_format() {
         .await
         .expect("success");
     assert!(fake.requests()[0].body.get("response_format").is_none());
+}
+
+/// OpenAI's reasoning and GPT-5 models refuse `max_tokens` (400 `unsupported_parameter`, not
+/// retried); with `max_tokens_field = "max_completion_tokens"` the limit goes in the field they
+/// take. A compatible server (base_url set) gets `max_tokens` by default.
+#[tokio::test]
+async fn openai_token_limit_field_is_chosen_per_provider() {
+    let fake = FakeLlm::start(ProviderKind::Openai, KEY).await;
+    let mut gpt5 = request("hi");
+    gpt5.model = "gpt-5-mini".into();
+
+    let compatible = clients(&fake, |_| {});
+    let err = compatible.complete("openai", &gpt5).await.unwrap_err();
+    assert_eq!(err.kind_label(), "bad_request", "{err}");
+    assert!(err.to_string().contains("max_completion_tokens"), "{err}");
+    assert_eq!(fake.request_count(), 1, "a 400 is not retried");
+    assert_eq!(fake.requests()[0].body["max_tokens"], 64);
+
+    let current = clients(&fake, |s| {
+        s.max_tokens_field = Some(MaxTokensField::MaxCompletionTokens);
+    });
+    current.complete("openai", &gpt5).await.expect("success");
+    let seen = &fake.requests()[1];
+    assert_eq!(seen.body["max_completion_tokens"], 64);
+    assert!(seen.body.get("max_tokens").is_none(), "{:?}", seen.body);
 }
 
 /// OpenAI-compatible local server (Ollama): no key configured, no Authorization header sent.

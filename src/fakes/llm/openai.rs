@@ -1,5 +1,6 @@
 //! OpenAI's wire format as the fake speaks it (`POST /v1/chat/completions`): the `Bearer` key
-//! check (with OpenAI's masked quote of a wrong key), the request shape OpenAI rejects, and
+//! check (with OpenAI's masked quote of a wrong key), the request shape OpenAI rejects (with
+//! `max_tokens` refused for reasoning and GPT-5 models, as OpenAI does), and
 //! OpenAI's chat-completion and error bodies.
 
 use axum::response::Response;
@@ -70,6 +71,23 @@ pub(super) fn check_shape(request: &FakeRequest) -> Option<Response> {
             "you must provide a model parameter",
             "invalid_request_error",
             None,
+        ));
+    }
+    // OpenAI's reasoning models (o-series) and GPT-5 take only `max_completion_tokens`.
+    let model = body["model"].as_str().unwrap_or_default();
+    let reasoning = ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|prefix| model.starts_with(prefix));
+    if reasoning && body.get("max_tokens").is_some() {
+        return Some(json_response(
+            400,
+            &[],
+            &json!({"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error",
+                "param": "max_tokens",
+                "code": "unsupported_parameter"
+            }}),
         ));
     }
     let messages_ok = body["messages"]
