@@ -48,16 +48,18 @@ pub struct AppOptions {
 }
 
 impl AppOptions {
-    /// Options from the process environment: `DATABASE_URL`, `DISCORD_TOKEN`(`_FILE`).
+    /// Options from the process environment: `DATABASE_URL` and `DISCORD_TOKEN`, each or its
+    /// `_FILE` form ([`crate::secret::lookup`]).
     ///
     /// # Errors
     ///
-    /// When `DISCORD_TOKEN_FILE` names a file that cannot be read.
+    /// When a variable and its `_FILE` form are both set, or a `_FILE` names a file that
+    /// cannot be read.
     pub fn from_env() -> Result<Self, SetupError> {
         Ok(Self {
             clock: None,
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
+            database_url: crate::secret::from_env("DATABASE_URL")
+                .map_err(|err| SetupError::Secret(err.to_string()))?
                 .filter(|v| !v.trim().is_empty()),
             discord_token: Secret::from_env("DISCORD_TOKEN").map_err(SetupError::Secret)?,
             llm: None,

@@ -9,6 +9,7 @@ use crate::discord::{DiscordSettings, Target};
 use crate::limits;
 use crate::llm::ProviderSettings;
 use crate::schedule::{Schedule, ScheduleError, ScheduleSpec};
+use crate::secret::Secret;
 use crate::tomlfile::{self, TomlFileError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,8 +90,10 @@ impl Default for ServerSettings {
 pub enum TargetSpec {
     /// A channel, through the bot API (`DISCORD_TOKEN`).
     Discord { channel_id: String },
-    /// A Discord webhook URL (it is a secret: never logged).
-    Webhook { url: String },
+    /// A Discord webhook URL. It holds a token, so it is a secret: never logged or shown in an
+    /// error; give it as `url = "${DISCORD_WEBHOOK_URL}"` (the variable, or a file named by
+    /// `DISCORD_WEBHOOK_URL_FILE`).
+    Webhook { url: Secret },
     /// The server's log (stdout); the demo target.
     Log,
 }
@@ -282,15 +285,13 @@ impl Config {
                         .map_err(|m| invalid(format!("{key}.channel_id"), m))?,
                 },
                 TargetSpec::Webhook { url } => {
-                    crate::discord::webhook_id(url).ok_or_else(|| {
+                    crate::discord::webhook_id(url.expose()).ok_or_else(|| {
                         invalid(
                             format!("{key}.url"),
                             "not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)".into(),
                         )
                     })?;
-                    Target::Webhook {
-                        url: crate::secret::Secret::new(url.clone()),
-                    }
+                    Target::Webhook { url: url.clone() }
                 }
                 TargetSpec::Log => Target::Log,
             };
@@ -454,6 +455,9 @@ mod tests {
         ));
         let text = std::fs::read_to_string(path).unwrap();
         let env = |name: &str| {
+            if name.ends_with("_FILE") {
+                return None;
+            }
             Some(match name {
                 "DISCORD_CHANNEL_ID" => "123456789012345678".to_owned(),
                 "DISCORD_WEBHOOK_URL" => "https://discord.com/api/webhooks/1/abc".to_owned(),
@@ -470,6 +474,42 @@ mod tests {
         );
         assert_eq!(file.discord, DiscordSettings::default());
         Config::from_file(path, file).unwrap();
+    }
+
+    /// A webhook URL given as `${VAR}` (here read from `VAR_FILE`) is used, but shows neither
+    /// in the config's `Debug` nor in the error for a URL that is not a webhook.
+    #[test]
+    fn webhook_url_from_a_file_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook");
+        let text = "[targets.hook]\ntype = \"webhook\"\nurl = \"${DISCORD_WEBHOOK_URL}\"\n\
+                    [[actors]]\nname = \"a\"\nnarrative = \"n.toml\"\ntarget = \"hook\"\n\
+                    [actors.schedule]\ntype = \"Immediate\"\n";
+        let path = Path::new("/etc/bot/actor_server.toml");
+        let load = |url: &str| {
+            std::fs::write(&file, format!("{url}\n")).unwrap();
+            let env = |name: &str| {
+                (name == "DISCORD_WEBHOOK_URL_FILE").then(|| file.to_str().unwrap().to_owned())
+            };
+            let parsed: ConfigFile = tomlfile::parse(path, text, env)?;
+            Config::from_file(path, parsed)
+        };
+        let url = "https://discord.com/api/webhooks/1/s3cret-token";
+        let config = load(url).unwrap();
+        assert_eq!(
+            config.actors[0].target,
+            Target::Webhook {
+                url: Secret::new(url)
+            }
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let e = load("https://example.com/s3cret-token")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/bot/actor_server.toml: `targets.hook.url`: not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)"
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck(&cli.config, url).await,
         Command::Posts { action } => {
             let config = Config::load(&cli.config)?;
-            let url = std::env::var("DATABASE_URL").ok();
+            let url = bot_server::secret::from_env("DATABASE_URL")?;
             let store = Store::open(&config.server.state_dir, url.as_deref()).await?;
             let result = match action {
                 PostsAction::List { status, limit } => {
