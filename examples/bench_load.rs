@@ -282,7 +282,7 @@ channel_id = "{CHANNEL}"
         // (50 requests/s per bot, enforced by the client) would otherwise set the pace.
         let target = if i % 100 == 0 { "chan" } else { "console" };
         config.push_str(&format!(
-            "\n[[actors]]\nname = \"a{i}\"\nnarrative = \"bench.toml\"\ntarget = \"{target}\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = {}\n",
+            "\n[[actors]]\nname = \"a{i}\"\nnarrative = \"bench.toml\"\ntarget = \"{target}\"\n[actors.schedule]\ntype = \"interval\"\nseconds = {}\n",
             args.interval
         ));
     }
@@ -403,7 +403,7 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
     }
     let port = free_port();
     let config = format!(
-        "[server]\nstate_dir = \"state\"\ndefault_provider = \"offline\"\nadmin_listen = \"127.0.0.1:{port}\"\n[targets.console]\ntype = \"log\"\n[[actors]]\nname = \"a0\"\nnarrative = \"n.toml\"\ntarget = \"console\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 3600\n"
+        "[server]\nstate_dir = \"state\"\ndefault_provider = \"offline\"\nadmin_listen = \"127.0.0.1:{port}\"\n[targets.console]\ntype = \"log\"\n[[actors]]\nname = \"a0\"\nnarrative = \"n.toml\"\ntarget = \"console\"\n[actors.schedule]\ntype = \"interval\"\nseconds = 3600\n"
     );
     std::fs::write(
         dir.path().join("n.toml"),

@@ -48,16 +48,18 @@ pub struct AppOptions {
 }
 
 impl AppOptions {
-    /// Options from the process environment: `DATABASE_URL`, `DISCORD_TOKEN`(`_FILE`).
+    /// Options from the process environment: `DATABASE_URL` and `DISCORD_TOKEN`, each or its
+    /// `_FILE` form ([`crate::secret::lookup`]).
     ///
     /// # Errors
     ///
-    /// When `DISCORD_TOKEN_FILE` names a file that cannot be read.
+    /// When a variable and its `_FILE` form are both set, or a `_FILE` names a file that
+    /// cannot be read.
     pub fn from_env() -> Result<Self, SetupError> {
         Ok(Self {
             clock: None,
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
+            database_url: crate::secret::from_env("DATABASE_URL")
+                .map_err(|err| SetupError::Secret(err.to_string()))?
                 .filter(|v| !v.trim().is_empty()),
             discord_token: Secret::from_env("DISCORD_TOKEN").map_err(SetupError::Secret)?,
             llm: None,
@@ -120,27 +122,41 @@ pub fn load_narratives(config: &Config) -> Result<BTreeMap<PathBuf, Arc<Narrativ
     Ok(narratives)
 }
 
-/// Checks that every enabled actor can reach its provider(s) and target: API keys present,
-/// a bot token for channel targets.
-///
-/// # Errors
-///
-/// The first actor that could not work, naming what to set.
-pub fn check_credentials(
+/// Something that keeps an enabled actor from working, found before it runs.
+#[derive(Debug)]
+pub struct Problem {
+    /// A credential is missing or unreadable (a bot token, an API key); `check --offline`
+    /// skips these.
+    pub credential: bool,
+    pub error: SetupError,
+}
+
+/// Every reason an enabled actor could not reach its provider(s) and target: API keys
+/// missing or unreadable, no bot token for a channel target, an act with no model. Each
+/// actor's provider is named once, however many acts use it.
+pub fn readiness_problems(
     config: &Config,
     narratives: &BTreeMap<PathBuf, Arc<Narrative>>,
     llm: &LlmClients,
     has_discord_token: bool,
-) -> Result<(), SetupError> {
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
     for actor in config.actors.iter().filter(|a| a.enabled) {
-        if matches!(actor.target, Target::Discord { .. }) && !has_discord_token {
-            return Err(SetupError::Actor {
+        let problem = |credential, message| Problem {
+            credential,
+            error: SetupError::Actor {
                 actor: actor.name.clone(),
-                message: format!(
+                message,
+            },
+        };
+        if matches!(actor.target, Target::Discord { .. }) && !has_discord_token {
+            problems.push(problem(
+                true,
+                format!(
                     "posts to Discord channel target `{}` and needs a bot token: set DISCORD_TOKEN (or DISCORD_TOKEN_FILE)",
                     actor.target_name
                 ),
-            });
+            ));
         }
         let Some(narrative) = actor.narrative.as_ref().and_then(|p| narratives.get(p)) else {
             continue;
@@ -149,25 +165,53 @@ pub fn check_credentials(
             default_provider: config.server.default_provider.clone(),
             ..Default::default()
         };
+        let mut reported = std::collections::BTreeSet::new();
         for act in &narrative.acts {
             let (provider, model) = narrative.resolve(act, &options, llm);
             if model.is_empty() {
-                return Err(SetupError::Actor {
-                    actor: actor.name.clone(),
-                    message: format!(
+                problems.push(problem(
+                    false,
+                    format!(
                         "act `{}` of {} names no model and provider `{provider}` has no default: set `model` in the narrative or `default_model` in [providers.{provider}]",
                         act.name,
                         narrative.path.display()
                     ),
-                });
+                ));
             }
-            llm.check_ready(&provider).map_err(|e| SetupError::Actor {
-                actor: actor.name.clone(),
-                message: format!("act `{}`: {e}", act.name),
-            })?;
+            if let Err(err) = llm.check_ready(&provider)
+                && reported.insert(provider.clone())
+            {
+                let credential = matches!(
+                    err,
+                    crate::llm::LlmError::MissingApiKey { .. }
+                        | crate::llm::LlmError::InvalidSettings { .. }
+                );
+                problems.push(problem(credential, format!("act `{}`: {err}", act.name)));
+            }
         }
     }
-    Ok(())
+    problems
+}
+
+/// Checks that every enabled actor can reach its provider(s) and target (see
+/// [`readiness_problems`]).
+///
+/// # Errors
+///
+/// The first problem found, naming what to set.
+pub fn check_credentials(
+    config: &Config,
+    narratives: &BTreeMap<PathBuf, Arc<Narrative>>,
+    llm: &LlmClients,
+    has_discord_token: bool,
+) -> Result<(), SetupError> {
+    match readiness_problems(config, narratives, llm, has_discord_token)
+        .into_iter()
+        .next()
+    {
+        Some(problem) => Err(problem.error),
+        None => Ok(()),
+    }
 }
 
 impl App {

@@ -1,7 +1,7 @@
 //! What the CLI subcommands do, as library functions writing to any `Write`, so tests can run
 //! them without a process: `check`, `run` (one narrative once), `posts`.
 
-use crate::app::{check_credentials, load_narratives};
+use crate::app::{load_narratives, readiness_problems};
 use crate::config::{Config, ConfigFile};
 use crate::llm::LlmClients;
 use crate::narrative::{Narrative, RunOptions};
@@ -13,16 +13,28 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// What `bot-server check` checks besides the config and its narratives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Whether `DISCORD_TOKEN` (or `DISCORD_TOKEN_FILE`) is set.
+    pub discord_token_set: bool,
+    /// `--offline`: do not require credentials (a config checked on a machine without the
+    /// secrets, in CI or before a deployment).
+    pub offline: bool,
+}
+
 /// `bot-server check`: validates the config and every narrative it references and prints
-/// each actor's schedule and next five fire times. Missing credentials are warnings here
-/// (`serve` refuses to start without them).
+/// each actor's schedule and next five fire times, then every missing credential (the bot
+/// token for Discord channel targets, the API key of each provider the narratives use),
+/// naming the variable and the actor that needs it (unless `offline`).
 ///
 /// # Errors
 ///
-/// The first problem in the config or a narrative.
+/// The first problem in the config or a narrative; an act without a model; or, unless
+/// `offline`, missing credentials (all of them are printed first).
 pub fn check(
     config_path: &Path,
-    discord_token_set: bool,
+    options: CheckOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -67,13 +79,32 @@ pub fn check(
             )?;
         }
     }
-    if let Err(err) = check_credentials(&config, &narratives, &llm, discord_token_set) {
-        writeln!(
-            out,
-            "\nwarning: {err} (`serve` will refuse to start until this is set)"
-        )?;
+    let problems: Vec<_> =
+        readiness_problems(&config, &narratives, &llm, options.discord_token_set)
+            .into_iter()
+            .filter(|p| !(options.offline && p.credential))
+            .collect();
+    if problems.is_empty() {
+        if options.offline {
+            writeln!(out, "\ncredentials not checked (--offline)")?;
+        }
+        return Ok(());
     }
-    Ok(())
+    let credentials = problems.iter().filter(|p| p.credential).count();
+    let list: String = problems
+        .iter()
+        .map(|p| format!("\n  - {}", p.error))
+        .collect();
+    anyhow::bail!(
+        "{}: {} problem(s) would stop `serve`:{list}{}",
+        config_path.display(),
+        problems.len(),
+        if credentials > 0 {
+            "\nset the variables named (or their _FILE form), or run `check --offline` to skip the credential check"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Options of `bot-server run`.
@@ -86,21 +117,22 @@ pub struct RunCommand {
 }
 
 /// `bot-server run`: runs one narrative once and prints every act's output with timings.
-/// Providers come from the config when it exists (base URLs, limits, default provider).
+/// Providers come from the config `config_path` (base URLs, limits, default provider); with
+/// `None`, the built-in defaults.
 ///
 /// # Errors
 ///
-/// When the narrative cannot be loaded, a variable is missing, or an act fails.
+/// When the config cannot be read (a config that was named must exist), the narrative cannot
+/// be loaded, a variable is missing, or an act fails.
 pub async fn run_narrative(
-    config_path: &Path,
+    config_path: Option<&Path>,
     cmd: &RunCommand,
     llm: Option<LlmClients>,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
-    let file = if config_path.exists() {
-        crate::tomlfile::load::<ConfigFile>(config_path)?
-    } else {
-        ConfigFile::default()
+    let file = match config_path {
+        Some(path) => crate::tomlfile::load::<ConfigFile>(path)?,
+        None => ConfigFile::default(),
     };
     let llm = match llm {
         Some(llm) => llm,

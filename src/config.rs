@@ -9,6 +9,7 @@ use crate::discord::{DiscordSettings, Target};
 use crate::limits;
 use crate::llm::ProviderSettings;
 use crate::schedule::{Schedule, ScheduleError, ScheduleSpec};
+use crate::secret::Secret;
 use crate::tomlfile::{self, TomlFileError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,18 +37,22 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Longest the scheduler sleeps before looking at the actors again.
+    #[serde(deserialize_with = "crate::duration::seconds")]
     pub check_interval_seconds: u64,
     /// Consecutive failed runs that open an actor's circuit.
     pub max_consecutive_failures: u32,
     /// How long an open circuit pauses the actor before one trial run.
+    #[serde(deserialize_with = "crate::duration::seconds")]
     pub circuit_cooldown_seconds: u64,
     /// Where the state store lives (relative to the config file).
     pub state_dir: PathBuf,
     /// Admin HTTP (metrics, health).
     pub admin_listen: SocketAddr,
     /// How long a run in flight may take to finish after SIGTERM.
+    #[serde(deserialize_with = "crate::duration::seconds")]
     pub shutdown_grace_seconds: u64,
     /// Longest one run may take.
+    #[serde(deserialize_with = "crate::duration::seconds")]
     pub run_timeout_seconds: u64,
     /// Provider used when neither act nor narrative names one.
     pub default_provider: String,
@@ -89,8 +94,10 @@ impl Default for ServerSettings {
 pub enum TargetSpec {
     /// A channel, through the bot API (`DISCORD_TOKEN`).
     Discord { channel_id: String },
-    /// A Discord webhook URL (it is a secret: never logged).
-    Webhook { url: String },
+    /// A Discord webhook URL. It holds a token, so it is a secret: never logged or shown in an
+    /// error; give it as `url = "${DISCORD_WEBHOOK_URL}"` (the variable, or a file named by
+    /// `DISCORD_WEBHOOK_URL_FILE`).
+    Webhook { url: Secret },
     /// The server's log (stdout); the demo target.
     Log,
 }
@@ -146,7 +153,7 @@ pub struct ActorSpec {
     /// Curators: how many pending posts one run is shown.
     #[serde(default)]
     pub batch_size: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::option_seconds")]
     pub run_timeout_seconds: Option<u64>,
 }
 
@@ -282,15 +289,13 @@ impl Config {
                         .map_err(|m| invalid(format!("{key}.channel_id"), m))?,
                 },
                 TargetSpec::Webhook { url } => {
-                    crate::discord::webhook_id(url).ok_or_else(|| {
+                    crate::discord::webhook_id(url.expose()).ok_or_else(|| {
                         invalid(
                             format!("{key}.url"),
                             "not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)".into(),
                         )
                     })?;
-                    Target::Webhook {
-                        url: crate::secret::Secret::new(url.clone()),
-                    }
+                    Target::Webhook { url: url.clone() }
                 }
                 TargetSpec::Log => Target::Log,
             };
@@ -317,7 +322,8 @@ impl Config {
                 ));
             }
             let schedule = Schedule::from_spec(&spec.schedule).map_err(|e| match e {
-                ScheduleError::OutOfRange { field, message } => {
+                ScheduleError::OutOfRange { field, message }
+                | ScheduleError::BadDuration { field, message } => {
                     invalid(key(&format!("schedule.{field}")), message)
                 }
                 e => invalid(key("schedule"), e.to_string()),
@@ -454,6 +460,9 @@ mod tests {
         ));
         let text = std::fs::read_to_string(path).unwrap();
         let env = |name: &str| {
+            if name.ends_with("_FILE") {
+                return None;
+            }
             Some(match name {
                 "DISCORD_CHANNEL_ID" => "123456789012345678".to_owned(),
                 "DISCORD_WEBHOOK_URL" => "https://discord.com/api/webhooks/1/abc".to_owned(),
@@ -470,6 +479,42 @@ mod tests {
         );
         assert_eq!(file.discord, DiscordSettings::default());
         Config::from_file(path, file).unwrap();
+    }
+
+    /// A webhook URL given as `${VAR}` (here read from `VAR_FILE`) is used, but shows neither
+    /// in the config's `Debug` nor in the error for a URL that is not a webhook.
+    #[test]
+    fn webhook_url_from_a_file_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook");
+        let text = "[targets.hook]\ntype = \"webhook\"\nurl = \"${DISCORD_WEBHOOK_URL}\"\n\
+                    [[actors]]\nname = \"a\"\nnarrative = \"n.toml\"\ntarget = \"hook\"\n\
+                    [actors.schedule]\ntype = \"Immediate\"\n";
+        let path = Path::new("/etc/bot/actor_server.toml");
+        let load = |url: &str| {
+            std::fs::write(&file, format!("{url}\n")).unwrap();
+            let env = |name: &str| {
+                (name == "DISCORD_WEBHOOK_URL_FILE").then(|| file.to_str().unwrap().to_owned())
+            };
+            let parsed: ConfigFile = tomlfile::parse(path, text, env)?;
+            Config::from_file(path, parsed)
+        };
+        let url = "https://discord.com/api/webhooks/1/s3cret-token";
+        let config = load(url).unwrap();
+        assert_eq!(
+            config.actors[0].target,
+            Target::Webhook {
+                url: Secret::new(url)
+            }
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let e = load("https://example.com/s3cret-token")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/bot/actor_server.toml: `targets.hook.url`: not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)"
+        );
     }
 
     #[test]
@@ -617,6 +662,102 @@ mod tests {
                 jitter_seconds: 31_536_000
             }
         ));
+    }
+
+    /// Schedule types are lowercase like every other enum of the config; the PascalCase
+    /// spelling of earlier versions still loads.
+    #[test]
+    fn schedule_types_are_lowercase_with_the_old_spelling_accepted() {
+        for (lower, pascal, rest) in [
+            ("interval", "Interval", "seconds = 60\n"),
+            ("cron", "Cron", "expression = \"0 9 * * *\"\n"),
+            ("immediate", "Immediate", ""),
+            ("once", "Once", "at = \"2030-01-01T00:00:00Z\"\n"),
+        ] {
+            for ty in [lower, pascal] {
+                let text = format!(
+                    "{LOG_TARGET}{}",
+                    INTERVAL_ACTOR
+                        .replace("type = \"Interval\"\n", &format!("type = \"{ty}\"\n{rest}"))
+                );
+                let c = parse(&text).unwrap_or_else(|e| panic!("{ty}: {e}"));
+                assert!(
+                    c.actors[0]
+                        .schedule
+                        .describe()
+                        .to_lowercase()
+                        .contains(match lower {
+                            "interval" => "every",
+                            other => other,
+                        }),
+                    "{ty}"
+                );
+            }
+        }
+    }
+
+    /// Durations take a number of seconds or a string with a unit, for schedule, server,
+    /// Discord and actor keys; the ranges apply to the seconds.
+    #[test]
+    fn durations_take_units() {
+        let text = format!(
+            "[server]\ncheck_interval_seconds = \"2m\"\ncircuit_cooldown_seconds = \"1d\"\n\
+             shutdown_grace_seconds = \"90s\"\nrun_timeout_seconds = \"1h\"\n\
+             [discord]\ntimeout_seconds = \"30s\"\n\
+             {LOG_TARGET}{}seconds = \"15m\"\njitter_seconds = \"1m30s\"\n",
+            INTERVAL_ACTOR.replace(
+                "[actors.schedule]",
+                "run_timeout_seconds = \"2h\"\n[actors.schedule]"
+            )
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.server.check_interval_seconds, 120);
+        assert_eq!(c.server.circuit_cooldown_seconds, 86_400);
+        assert_eq!(c.server.shutdown_grace_seconds, 90);
+        assert_eq!(c.server.run_timeout_seconds, 3_600);
+        assert_eq!(c.discord.timeout_seconds, 30);
+        assert_eq!(c.actors[0].run_timeout_seconds, 7_200);
+        assert!(matches!(
+            c.actors[0].schedule,
+            Schedule::Interval {
+                seconds: 900,
+                jitter_seconds: 90
+            }
+        ));
+    }
+
+    /// A duration that is not one is refused naming the key and the accepted forms; one out
+    /// of range names the range in seconds.
+    #[test]
+    fn bad_durations_name_the_key_and_the_forms() {
+        let accepted = crate::duration::ACCEPTED;
+        let e = parse(&format!(
+            "{LOG_TARGET}{INTERVAL_ACTOR}seconds = \"15 minutes\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "/etc/bot/actor_server.toml: `actors[0].schedule.seconds`: `15 minutes` is not a duration: expected {accepted}"
+            )
+        );
+        let e = parse("[server]\ncheck_interval_seconds = \"1w\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "/etc/bot/actor_server.toml:2: `server.check_interval_seconds`: `1w` is not a duration: expected {accepted}"
+            )
+        );
+        let e = parse("[server]\ncheck_interval_seconds = \"2d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/bot/actor_server.toml: `server.check_interval_seconds`: must be between 1 and 86400 (a day), not 172800"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the server config (`actor_server.toml`): types, defaults, validation.
 //! - [`limits`]: the range of every numeric config key.
+//! - [`duration`]: durations in the config, in seconds or with a unit (`"15m"`).
 //! - [`tomlfile`]: reading TOML with `${VAR}` interpolation and errors naming file, key, line.
 //! - [`narrative`]: narrative files, their acts and templates, checked at load time; running them.
 //! - [`llm`]: LLM providers (Gemini, OpenAI-compatible, Anthropic, offline), retries and rate
@@ -39,6 +40,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod discord;
+pub mod duration;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod limits;

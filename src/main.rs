@@ -18,31 +18,94 @@ use std::sync::Arc;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The config file when neither `--config` nor `BOT_SERVER_CONFIG` names one.
+const DEFAULT_CONFIG: &str = "actor_server.toml";
+
+// The environment each command reads, for `--help`: found by grepping the sources for
+// `std::env::var`, `secret::from_env` and the telemetry module's variables. Keep in step.
+macro_rules! env_config {
+    () => {
+        "  BOT_SERVER_CONFIG    the config file when --config is not given [default: actor_server.toml]\n  \
+         VAR, VAR_FILE        each ${VAR} (or ${VAR:-default}) in the config: the variable, or a file\n                       \
+         holding the value; setting both is an error\n"
+    };
+}
+macro_rules! env_discord {
+    () => {
+        "  DISCORD_TOKEN[_FILE] the bot token, for `discord` targets\n"
+    };
+}
+macro_rules! env_keys {
+    () => {
+        "  GEMINI_API_KEY[_FILE], OPENAI_API_KEY[_FILE], ANTHROPIC_API_KEY[_FILE]\n                       \
+         provider keys (or the variable a provider's `api_key_env` names, and its _FILE)\n"
+    };
+}
+macro_rules! env_database {
+    () => {
+        "  DATABASE_URL[_FILE]  sqlite://PATH instead of the config's state_dir/bot-server.db\n"
+    };
+}
+macro_rules! env_telemetry {
+    () => {
+        "  RUST_LOG             log filter [default: info], e.g. info,bot_server=debug\n  \
+         LOG_FORMAT           `json` for one JSON object per log line\n  \
+         OTEL_EXPORTER (otlp|stdout|none), OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,\n  \
+         OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER_ARG, other OTEL_EXPORTER_OTLP_* and OTEL_BSP_*\n                       \
+         traces (see README.md, Operations)\n"
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bot-server",
     version,
-    about = "Runs scheduled LLM narratives and posts the results to Discord"
+    about = "Runs scheduled LLM narratives and posts the results to Discord",
+    after_help = concat!(
+        "Environment (each command's --help lists what it reads):\n",
+        env_config!(), env_discord!(), env_keys!(), env_database!(), env_telemetry!()
+    )
 )]
 struct Cli {
-    /// The server config.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "BOT_SERVER_CONFIG",
-        default_value = "actor_server.toml"
-    )]
-    config: PathBuf,
+    /// The server config [default: actor_server.toml; `run` and `healthcheck` do without it
+    /// when it does not exist and was not named].
+    #[arg(long, short, global = true, env = "BOT_SERVER_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+impl Cli {
+    /// The config file: `--config`, `BOT_SERVER_CONFIG`, or [`DEFAULT_CONFIG`].
+    fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    }
+
+    /// The config file for commands that can do without one: the one named (which must then
+    /// exist), else [`DEFAULT_CONFIG`] if it exists, else none.
+    fn optional_config(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from(DEFAULT_CONFIG);
+            default.exists().then_some(default)
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the actors on their schedules until SIGTERM or SIGINT (the default command).
+    #[command(after_help = concat!(
+        "Environment:\n",
+        env_config!(), env_discord!(), env_keys!(), env_database!(), env_telemetry!()
+    ))]
     Serve,
     /// Run one narrative once and print every act's output.
+    #[command(after_help = concat!(
+        "Environment:\n",
+        env_config!(), env_keys!(), env_telemetry!()
+    ))]
     Run {
         /// The narrative file.
         narrative: PathBuf,
@@ -56,15 +119,32 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
-    /// Validate the config and its narratives; show each actor's next fire times.
-    Check,
+    /// Validate the config and its narratives; show each actor's next fire times; fail on
+    /// missing credentials (the bot token, the providers' API keys), naming each.
+    #[command(after_help = concat!(
+        "Environment:\n",
+        env_config!(), env_discord!(), env_keys!(), env_telemetry!()
+    ))]
+    Check {
+        /// Do not require credentials (check a config without its secrets, e.g. in CI).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Exit 0 when the server's /readyz answers 200 (for a container HEALTHCHECK).
+    #[command(after_help = concat!(
+        "Environment:\n",
+        env_config!(), env_telemetry!()
+    ))]
     Healthcheck {
         /// The readiness URL; default: /readyz on the config's `admin_listen` port on 127.0.0.1.
         #[arg(long)]
         url: Option<String>,
     },
     /// Inspect and curate the post queue.
+    #[command(after_help = concat!(
+        "Environment:\n",
+        env_config!(), env_database!(), env_telemetry!()
+    ))]
     Posts {
         #[command(subcommand)]
         action: PostsAction,
@@ -121,10 +201,13 @@ async fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
-    // The process environment, read here once (`DATABASE_URL`, `DISCORD_TOKEN`[`_FILE`]).
+    let config_path = cli.config_path();
+    let optional_config = cli.optional_config();
+    // The process environment, read here once (`DATABASE_URL`, `DISCORD_TOKEN`, each or its
+    // `_FILE`).
     let options = AppOptions::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&cli.config, options).await,
+        Command::Serve => serve(&config_path, options).await,
         Command::Run {
             narrative,
             vars,
@@ -137,14 +220,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 provider,
                 model,
             };
-            commands::run_narrative(&cli.config, &cmd, None, &mut stdout).await
+            commands::run_narrative(optional_config.as_deref(), &cmd, None, &mut stdout).await
         }
-        Command::Check => {
-            commands::check(&cli.config, options.discord_token.is_some(), &mut stdout)
+        Command::Check { offline } => {
+            let options = commands::CheckOptions {
+                discord_token_set: !offline && options.discord_token.is_some(),
+                offline,
+            };
+            commands::check(&config_path, options, &mut stdout)
         }
-        Command::Healthcheck { url } => healthcheck(&cli.config, url).await,
+        Command::Healthcheck { url } => healthcheck(optional_config.as_deref(), url).await,
         Command::Posts { action } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load(&config_path)?;
             let store =
                 Store::open(&config.server.state_dir, options.database_url.as_deref()).await?;
             let result = match action {
@@ -192,18 +279,24 @@ async fn serve(config_path: &std::path::Path, options: AppOptions) -> anyhow::Re
         .context("scheduler failed")
 }
 
-/// `healthcheck`: GET the readiness URL; success only on 200.
-async fn healthcheck(config_path: &std::path::Path, url: Option<String>) -> anyhow::Result<()> {
+/// `healthcheck`: GET the readiness URL; success only on 200. The port comes from the config
+/// when there is one (`config` is `None` when none was named and the default does not exist).
+async fn healthcheck(
+    config_path: Option<&std::path::Path>,
+    url: Option<String>,
+) -> anyhow::Result<()> {
     let url = match url {
         Some(url) => url,
         None => {
-            let port =
-                match bot_server::tomlfile::load::<bot_server::config::ConfigFile>(config_path) {
-                    Ok(file) => file.server.admin_listen.port(),
-                    Err(_) => bot_server::config::ServerSettings::default()
-                        .admin_listen
-                        .port(),
-                };
+            let port = match config_path {
+                Some(path) => bot_server::tomlfile::load::<bot_server::config::ConfigFile>(path)?
+                    .server
+                    .admin_listen
+                    .port(),
+                None => bot_server::config::ServerSettings::default()
+                    .admin_listen
+                    .port(),
+            };
             format!("http://127.0.0.1:{port}/readyz")
         }
     };

@@ -5,6 +5,7 @@
 //! evaluated in the actor's IANA time zone so that "09:00 Europe/Paris" stays 09:00 across
 //! daylight-saving changes (croner resolves gaps and overlaps).
 
+use crate::duration::DurationSpec;
 use crate::limits;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -12,27 +13,34 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::Deserialize;
 
-/// A schedule as written in the config (`[actors.schedule]`).
+/// A schedule as written in the config (`[actors.schedule]`). `type` is lowercase, like every
+/// other enum of the config (`interval`, `cron`, `immediate`, `once`); the PascalCase
+/// spelling of earlier versions (`Interval`, ...) is still accepted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ScheduleSpec {
-    /// Every `seconds`, plus a random delay of up to `jitter_seconds`. Read as `i64`, TOML's
-    /// integer, so that a negative value reaches [`Schedule::from_spec`], whose error names
-    /// the field: serde cannot name a field inside an internally tagged enum.
+    /// Every `seconds`, plus a random delay of up to `jitter_seconds`; each a number of
+    /// seconds or a string with a unit (`"15m"`, see [`crate::duration`]). Kept as written
+    /// (a negative integer included) until [`Schedule::from_spec`], whose errors name the
+    /// field: serde cannot name a field inside an internally tagged enum.
+    #[serde(alias = "Interval")]
     Interval {
-        seconds: i64,
+        seconds: DurationSpec,
         #[serde(default)]
-        jitter_seconds: i64,
+        jitter_seconds: DurationSpec,
     },
     /// A 5-field (minute) or 6-field (second) cron expression in an IANA time zone.
+    #[serde(alias = "Cron")]
     Cron {
         expression: String,
         #[serde(default = "default_timezone")]
         timezone: String,
     },
     /// Once, when the actor is first seen (not again on restart).
+    #[serde(alias = "Immediate")]
     Immediate,
     /// Once, at an RFC 3339 instant.
+    #[serde(alias = "Once")]
     Once { at: String },
 }
 
@@ -47,6 +55,12 @@ pub enum ScheduleError {
     /// schedule table, `message` names the range.
     #[error("`{field}` {message}")]
     OutOfRange {
+        field: &'static str,
+        message: String,
+    },
+    /// A duration that is neither a number of seconds nor a string with a unit.
+    #[error("`{field}`: {message}")]
+    BadDuration {
         field: &'static str,
         message: String,
     },
@@ -115,12 +129,18 @@ impl Schedule {
             } => {
                 let out_of_range =
                     |field| move |message| ScheduleError::OutOfRange { field, message };
+                let bad_duration =
+                    |field| move |message| ScheduleError::BadDuration { field, message };
+                let seconds = seconds.seconds().map_err(bad_duration("seconds"))?;
+                let jitter_seconds = jitter_seconds
+                    .seconds()
+                    .map_err(bad_duration("jitter_seconds"))?;
                 let seconds = limits::INTERVAL_SECONDS
-                    .check(*seconds)
+                    .check(seconds)
                     .map_err(out_of_range("seconds"))?;
                 let jitter_seconds = limits::JITTER_SECONDS
                     .at_most(seconds, "the interval `seconds`")
-                    .check(*jitter_seconds)
+                    .check(jitter_seconds)
                     .map_err(out_of_range("jitter_seconds"))?;
                 Ok(Self::Interval {
                     seconds,
@@ -342,8 +362,8 @@ mod tests {
     #[test]
     fn interval_continues_from_last_run() {
         let s = Schedule::from_spec(&ScheduleSpec::Interval {
-            seconds: 60,
-            jitter_seconds: 10,
+            seconds: DurationSpec::Seconds(60),
+            jitter_seconds: DurationSpec::Text("10s".into()),
         })
         .unwrap();
         let now = utc("2026-01-01T00:00:30Z");
@@ -362,8 +382,8 @@ mod tests {
     fn interval_out_of_range_names_the_field() {
         let interval = |seconds, jitter_seconds| {
             Schedule::from_spec(&ScheduleSpec::Interval {
-                seconds,
-                jitter_seconds,
+                seconds: DurationSpec::Seconds(seconds),
+                jitter_seconds: DurationSpec::Seconds(jitter_seconds),
             })
         };
         let field = |r: Result<Schedule, ScheduleError>| match r.unwrap_err() {

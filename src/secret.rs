@@ -1,9 +1,73 @@
-//! A string that must never be printed: API keys, the Discord bot token, webhook URLs.
+//! Secrets: reading them from the environment (`NAME` or a file named by `NAME_FILE`), and a
+//! string type that never prints its value (API keys, the Discord bot token, webhook URLs).
 //!
 //! `Secret` has no `Display`, and its `Debug` prints `***`, so a secret cannot end up in a log
 //! line, an error message, a metric label or a span attribute by accident.
 
 use std::fmt;
+
+/// A variable that names a secret (or a config value) but cannot be used; the message names
+/// the variable(s) and a file's path, never a value or a file's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvValueError {
+    #[error(
+        "both {name} and {name}_FILE are set: set only one ({name} holds the value, {name}_FILE the path of a file holding it)"
+    )]
+    BothSet { name: String },
+    #[error(
+        "{name}_FILE={path}: cannot read the file ({reason}); fix the path or unset {name}_FILE"
+    )]
+    Unreadable {
+        name: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// The value of `name` from the variables `get` looks up: `NAME` itself, or the content of the
+/// file named by `NAME_FILE` (trailing newlines trimmed, as `echo` and editors leave one), the
+/// form compose and Kubernetes secrets mounted as files take. Empty variables count as unset.
+/// `Ok(None)` when neither is set.
+///
+/// Every secret the server reads comes through here ([`Secret::from_env`]), as does every
+/// `${NAME}` in the config (see [`crate::tomlfile`]).
+///
+/// # Errors
+///
+/// When both `NAME` and `NAME_FILE` are set (which one would win is a guess), or `NAME_FILE`
+/// names a file that cannot be read.
+pub fn lookup(
+    name: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, EnvValueError> {
+    let file_var = format!("{name}_FILE");
+    let value = get(name).filter(|v| !v.is_empty());
+    let path = get(&file_var).filter(|v| !v.is_empty());
+    match (value, path) {
+        (Some(_), Some(_)) => Err(EnvValueError::BothSet {
+            name: name.to_owned(),
+        }),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(content) => Ok(Some(content.trim_end_matches(['\n', '\r']).to_owned())),
+            Err(err) => Err(EnvValueError::Unreadable {
+                name: name.to_owned(),
+                reason: err.kind().to_string(),
+                path,
+            }),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// [`lookup`] in the process environment.
+///
+/// # Errors
+///
+/// See [`lookup`].
+pub fn from_env(name: &str) -> Result<Option<String>, EnvValueError> {
+    lookup(name, |var| std::env::var(var).ok())
+}
 
 /// A secret value read from the environment or a `*_FILE` path.
 #[derive(Clone, PartialEq, Eq)]
@@ -20,29 +84,17 @@ impl Secret {
         &self.0
     }
 
-    /// Reads `NAME` from the environment, or the file named by `NAME_FILE` (trailing newline
-    /// removed). `Ok(None)` when neither is set.
+    /// Reads `NAME` from the environment, or the file named by `NAME_FILE` (see [`lookup`]).
+    /// `Ok(None)` when neither is set.
     ///
     /// # Errors
     ///
-    /// When `NAME_FILE` is set but the file cannot be read; the message names the variable and
-    /// the path, never the content.
+    /// When both are set, or `NAME_FILE` is set but the file cannot be read; the message names
+    /// the variables and the path, never the content.
     pub fn from_env(name: &str) -> Result<Option<Self>, String> {
-        if let Ok(value) = std::env::var(name)
-            && !value.is_empty()
-        {
-            return Ok(Some(Self(value)));
-        }
-        let file_var = format!("{name}_FILE");
-        match std::env::var(&file_var) {
-            Ok(path) if !path.is_empty() => match std::fs::read_to_string(&path) {
-                Ok(content) => Ok(Some(Self(
-                    content.trim_end_matches(['\n', '\r']).to_owned(),
-                ))),
-                Err(err) => Err(format!("{file_var}={path}: cannot read the file: {err}")),
-            },
-            _ => Ok(None),
-        }
+        from_env(name)
+            .map(|value| value.map(Self))
+            .map_err(|err| err.to_string())
     }
 }
 
@@ -52,14 +104,83 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret in a config file (a webhook URL): read as a string, never printed.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn debug_hides_the_value() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    /// `NAME` is read as is; `NAME_FILE` reads the file with its trailing newline trimmed;
+    /// empty variables count as unset; neither is `None`.
+    #[test]
+    fn reads_the_variable_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        assert_eq!(
+            lookup("TOKEN", vars(&[("TOKEN", "plain")])),
+            Ok(Some("plain".into()))
+        );
+        assert_eq!(
+            lookup("TOKEN", vars(&[("TOKEN_FILE", path)])),
+            Ok(Some("from-file".into()))
+        );
+        assert_eq!(
+            lookup("TOKEN", vars(&[("TOKEN", ""), ("TOKEN_FILE", path)])),
+            Ok(Some("from-file".into()))
+        );
+        assert_eq!(lookup("TOKEN", vars(&[])), Ok(None));
+    }
+
+    /// Both set is an error naming both variables, not a silent choice.
+    #[test]
+    fn both_set_is_an_error_naming_both() {
+        let err = lookup(
+            "DISCORD_TOKEN",
+            vars(&[("DISCORD_TOKEN", "a"), ("DISCORD_TOKEN_FILE", "/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("both DISCORD_TOKEN and DISCORD_TOKEN_FILE are set"),
+            "{err}"
+        );
+    }
+
+    /// An unreadable file is named with its variable and path.
+    #[test]
+    fn unreadable_file_names_variable_and_path() {
+        let err = lookup(
+            "GEMINI_API_KEY",
+            vars(&[("GEMINI_API_KEY_FILE", "/nonexistent/key")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "GEMINI_API_KEY_FILE=/nonexistent/key: cannot read the file (entity not found); fix the path or unset GEMINI_API_KEY_FILE"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //! Every error names the file, the key path (`actors[1].schedule.seconds`) and, where TOML
 //! gives a position, the line. Unknown keys are errors (`deny_unknown_fields` on every table),
 //! so a typo is reported instead of silently ignored. In the server config, `${VAR}` references
-//! are replaced from the environment before parsing; an unset variable is an error naming it.
+//! are replaced from the environment before parsing: the variable `VAR`, or the content of the
+//! file named by `VAR_FILE` (see [`crate::secret::lookup`]), or the default of
+//! `${VAR:-default}`; an unset variable without a default is an error naming it. Values taken
+//! from secrets (a secret's name, or any `VAR_FILE`) are replaced by `***` in error messages.
 //! Narratives are read without the environment ([`load_literal`]): their text goes to a model,
 //! so `${VAR}` stays text there, and a reference to a secret's name is refused.
 
@@ -27,12 +30,19 @@ pub enum TomlFileError {
         message: String,
     },
     #[error(
-        "{path}:{line}: environment variable {var} is not set (referenced as `${{{var}}}`); export it, or put its value in the file"
+        "{path}:{line}: environment variable {var} is not set (referenced as `${{{var}}}`); export it (or {var}_FILE, the path of a file holding it), give a default as `${{{var}:-default}}`, or put its value in the file"
     )]
     UnsetVariable {
         path: PathBuf,
         line: usize,
         var: String,
+    },
+    #[error("{path}:{line}: {source}")]
+    Variable {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: crate::secret::EnvValueError,
     },
     #[error(
         "{path}:{line}: `${{{var}}}` names a secret, and a narrative's text is sent to the model as it is (narratives do not read environment variables): remove it"
@@ -125,8 +135,8 @@ pub fn parse<T: DeserializeOwned>(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<T, TomlFileError> {
-    let text = interpolate(path, text, env)?;
-    deserialize(path, &text)
+    let (text, secrets) = interpolate(path, text, env)?;
+    deserialize(path, &text).map_err(|err| redact(err, &secrets))
 }
 
 fn deserialize<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, TomlFileError> {
@@ -160,9 +170,12 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Replaces `${NAME}` with the variable's value, escaped for a TOML basic string (where such
-/// references belong), so a value cannot change the file's structure. `$${` is a literal `${`.
-/// Comment lines are left alone, so a commented-out reference needs no variable.
+/// Replaces `${NAME}` (or `${NAME:-default}`) with the variable's value ([`crate::secret::lookup`]:
+/// `NAME`, or the file named by `NAME_FILE`; an empty variable counts as unset, as with the
+/// shell's `:-`), escaped for a TOML basic string (where such references belong), so a value
+/// cannot change the file's structure. `$${` is a literal `${`. Comment lines are left alone,
+/// so a commented-out reference needs no variable. Returns the text and the values that are
+/// secrets (named like one, or read from a file), for [`redact`].
 ///
 /// Hand-written: no maintained crate does "environment interpolation with line-numbered errors"
 /// without also bringing a template language the config does not want.
@@ -170,9 +183,10 @@ fn interpolate(
     path: &Path,
     text: &str,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<String, TomlFileError> {
+) -> Result<(String, Vec<String>), TomlFileError> {
+    let mut secrets = Vec::new();
     if !text.contains("${") {
-        return Ok(text.to_owned());
+        return Ok((text.to_owned(), secrets));
     }
     let mut out = String::with_capacity(text.len());
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -190,12 +204,33 @@ fn interpolate(
             } else if let Some(tail) = after.strip_prefix("${")
                 && let Some(end) = tail.find('}')
             {
-                let var = &tail[..end];
-                let value = env(var).ok_or_else(|| TomlFileError::UnsetVariable {
-                    path: path.to_owned(),
-                    line: index + 1,
-                    var: var.to_owned(),
-                })?;
+                let (var, default) = match tail[..end].split_once(":-") {
+                    Some((var, default)) => (var, Some(default)),
+                    None => (&tail[..end], None),
+                };
+                let found =
+                    crate::secret::lookup(var, &env).map_err(|source| TomlFileError::Variable {
+                        path: path.to_owned(),
+                        line: index + 1,
+                        source,
+                    })?;
+                let value = match (found, default) {
+                    (Some(value), _) => {
+                        let from_file = env(&format!("{var}_FILE")).is_some_and(|v| !v.is_empty());
+                        if (from_file || is_secret_name(var)) && !value.is_empty() {
+                            secrets.push(value.clone());
+                        }
+                        value
+                    }
+                    (None, Some(default)) => default.to_owned(),
+                    (None, None) => {
+                        return Err(TomlFileError::UnsetVariable {
+                            path: path.to_owned(),
+                            line: index + 1,
+                            var: var.to_owned(),
+                        });
+                    }
+                };
                 for c in value.chars() {
                     match c {
                         '"' => out.push_str("\\\""),
@@ -214,7 +249,31 @@ fn interpolate(
         }
         out.push_str(rest);
     }
-    Ok(out)
+    Ok((out, secrets))
+}
+
+/// `err` with every secret in `secrets` replaced by `***`: a parse error quotes the text
+/// around it, which may hold an interpolated token or webhook URL.
+fn redact(err: TomlFileError, secrets: &[String]) -> TomlFileError {
+    let clean = |text: String| {
+        secrets
+            .iter()
+            .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
+    };
+    match err {
+        TomlFileError::Parse {
+            path,
+            line,
+            key,
+            message,
+        } => TomlFileError::Parse {
+            path,
+            line,
+            key: key.map(clean),
+            message: clean(message),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -292,8 +351,82 @@ mod tests {
         let e = parse::<Outer>(Path::new("a.toml"), "\nname = \"${NOPE}\"\n", env).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "a.toml:2: environment variable NOPE is not set (referenced as `${NOPE}`); export it, or put its value in the file"
+            "a.toml:2: environment variable NOPE is not set (referenced as `${NOPE}`); export it (or NOPE_FILE, the path of a file holding it), give a default as `${NOPE:-default}`, or put its value in the file"
         );
+    }
+
+    /// `${VAR:-default}` takes the default when VAR (and VAR_FILE) is unset or empty, and
+    /// the variable when it is set; an empty default is allowed.
+    #[test]
+    fn default_syntax() {
+        let none = |_: &str| None;
+        let o: Outer = parse(Path::new("a.toml"), "name = \"${NOPE:-fall back}\"\n", none).unwrap();
+        assert_eq!(o.name, "fall back");
+        let o: Outer = parse(Path::new("a.toml"), "name = \"a${NOPE:-}b\"\n", none).unwrap();
+        assert_eq!(o.name, "ab");
+        let o: Outer = parse(Path::new("a.toml"), "name = \"${CHANNEL:-no}\"\n", env).unwrap();
+        assert_eq!(o.name, "12\"3");
+        let empty = |name: &str| (name == "EMPTY").then(String::new);
+        let o: Outer = parse(Path::new("a.toml"), "name = \"${EMPTY:-d}\"\n", empty).unwrap();
+        assert_eq!(o.name, "d");
+    }
+
+    /// `${VAR}` reads the file named by `VAR_FILE` (trailing newline trimmed); both set is an
+    /// error naming both and the line; an unreadable file names the variable and the path.
+    #[test]
+    fn file_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook");
+        std::fs::write(&file, "https://discord.com/api/webhooks/1/tok\n").unwrap();
+        let file = file.to_str().unwrap().to_owned();
+        let from_file = |name: &str| (name == "HOOK_FILE").then(|| file.clone());
+        let o: Outer = parse(Path::new("a.toml"), "name = \"${HOOK}\"\n", from_file).unwrap();
+        assert_eq!(o.name, "https://discord.com/api/webhooks/1/tok");
+
+        let both = |name: &str| matches!(name, "HOOK" | "HOOK_FILE").then(|| "v".to_owned());
+        let e = parse::<Outer>(Path::new("a.toml"), "\nname = \"${HOOK}\"\n", both)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.toml:2: both HOOK and HOOK_FILE are set: set only one"),
+            "{e}"
+        );
+
+        let missing = |name: &str| (name == "HOOK_FILE").then(|| "/nonexistent/hook".to_owned());
+        let e = parse::<Outer>(Path::new("a.toml"), "name = \"${HOOK}\"\n", missing)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:1: HOOK_FILE=/nonexistent/hook: cannot read the file (entity not found); fix the path or unset HOOK_FILE"
+        );
+    }
+
+    /// A parse error quoting text that holds a secret's value shows `***` instead.
+    #[test]
+    fn secrets_are_redacted_from_parse_errors() {
+        let token = |name: &str| (name == "BOT_TOKEN").then(|| "s3cr3t-value".to_owned());
+        let e = parse::<Outer>(
+            Path::new("a.toml"),
+            "name = \"a\"\nname = \"${BOT_TOKEN}\"\n",
+            token,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("s3cr3t-value"), "{e}");
+        #[derive(Debug, Deserialize)]
+        enum Kind {
+            A,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Tagged {
+            #[allow(dead_code)]
+            kind: Kind,
+        }
+        let e = parse::<Tagged>(Path::new("a.toml"), "kind = \"${BOT_TOKEN}\"\n", token)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "a.toml:1: `kind`: unknown variant `***`, expected `A`");
     }
 
     #[test]

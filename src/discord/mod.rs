@@ -37,7 +37,8 @@ use tracing::Instrument;
 pub struct DiscordSettings {
     /// Discord's API host; anything else (a fake, a proxy) is reached as `scheme://host:port`.
     pub base_url: String,
-    /// Longest one Discord request may take.
+    /// Longest one Discord request may take (seconds, or a string with a unit: `"30s"`).
+    #[serde(deserialize_with = "crate::duration::seconds")]
     pub timeout_seconds: u64,
 }
 

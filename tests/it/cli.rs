@@ -544,3 +544,175 @@ async fn narrative_naming_a_secret_is_refused() {
     assert_eq!(env.llm.request_count(), 0);
     assert!(!stderr(&o).contains(DISCORD_TOKEN) && !stdout(&o).contains(DISCORD_TOKEN));
 }
+
+/// A config named with `--config` that does not exist is an error naming it, for `run` (which
+/// does without a config only when none was named) and `healthcheck` as for `check` and `serve`.
+#[tokio::test]
+async fn a_named_config_that_does_not_exist_is_an_error() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    for args in [
+        &[
+            "run",
+            "tip.toml",
+            "--var",
+            "topic=x",
+            "--config",
+            "missing.toml",
+        ][..],
+        &["healthcheck", "--config", "missing.toml"],
+        &["serve", "--config", "missing.toml"],
+        &["check", "--config", "missing.toml"],
+    ] {
+        let o = output(&env, args).await;
+        assert_fails_with(
+            &o,
+            "missing.toml: cannot read the file: No such file or directory",
+        );
+    }
+    assert_eq!(env.llm.request_count(), 0);
+    // Not named and absent: `run` uses the built-in providers (here: offline).
+    let o = output(
+        &env,
+        &[
+            "run",
+            "tip.toml",
+            "--var",
+            "topic=x",
+            "--provider",
+            "offline",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `check` fails when credentials are missing, naming each variable and the actor that needs
+/// it; `--offline` skips the credential check and exits 0.
+#[tokio::test]
+async fn check_fails_on_missing_credentials_unless_offline() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", ONE_ACTOR);
+    let without_secrets = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env_remove("DISCORD_TOKEN").env_remove("GEMINI_API_KEY");
+        cmd
+    };
+    let o = without_secrets(&["check"]).output().await.unwrap();
+    assert_fails_with(&o, "2 problem(s) would stop `serve`");
+    assert_fails_with(
+        &o,
+        "actor `tip`: posts to Discord channel target `chan` and needs a bot token: set DISCORD_TOKEN (or DISCORD_TOKEN_FILE)",
+    );
+    assert_fails_with(
+        &o,
+        "actor `tip`: act `draft`: provider `gemini` needs an API key: set GEMINI_API_KEY (or GEMINI_API_KEY_FILE)",
+    );
+    assert_fails_with(&o, "check --offline");
+    assert_eq!(
+        stderr(&o).matches("GEMINI_API_KEY (or").count(),
+        1,
+        "one line per actor and provider: {}",
+        stderr(&o)
+    );
+
+    let o = without_secrets(&["check", "--offline"])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("credentials not checked (--offline)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The token from a file (as compose `secrets:` mount it) counts; only the key is missing.
+    let token_file = env.write("discord_token", &format!("{DISCORD_TOKEN}\n"));
+    let o = without_secrets(&["check"])
+        .env("DISCORD_TOKEN_FILE", &token_file)
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(&o, "1 problem(s) would stop `serve`");
+    assert_fails_with(&o, "set GEMINI_API_KEY");
+}
+
+/// A secret given both as `NAME` and `NAME_FILE` is an error naming both; a `NAME_FILE` that
+/// cannot be read is named with its path; the secret's value is never printed.
+#[tokio::test]
+async fn secret_and_its_file_both_set_or_unreadable_are_named() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config("", ONE_ACTOR);
+    let token_file = env.write("discord_token", "file-token-SECRET\n");
+    let o = env
+        .command(&["check"])
+        .env("DISCORD_TOKEN_FILE", &token_file)
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(&o, "both DISCORD_TOKEN and DISCORD_TOKEN_FILE are set");
+    let o = env
+        .command(&["serve"])
+        .env("DISCORD_TOKEN_FILE", &token_file)
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(&o, "both DISCORD_TOKEN and DISCORD_TOKEN_FILE are set");
+    let o = env
+        .command(&["check"])
+        .env_remove("GEMINI_API_KEY")
+        .env("GEMINI_API_KEY_FILE", "/nonexistent/gemini_key")
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "GEMINI_API_KEY_FILE=/nonexistent/gemini_key: cannot read the file",
+    );
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !all.contains(DISCORD_TOKEN) && !all.contains("file-token-SECRET"),
+        "{all}"
+    );
+}
+
+/// `--help` of the binary and of each command lists the environment variables it reads.
+#[tokio::test]
+async fn help_lists_the_environment_variables() {
+    let env = TestEnv::new().await;
+    let help = |args: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let o = output(env, args).await;
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o)
+        }
+    };
+    let all = help(&["--help"]).await;
+    for var in [
+        "BOT_SERVER_CONFIG",
+        "VAR_FILE",
+        "DISCORD_TOKEN[_FILE]",
+        "GEMINI_API_KEY[_FILE]",
+        "OPENAI_API_KEY[_FILE]",
+        "ANTHROPIC_API_KEY[_FILE]",
+        "DATABASE_URL[_FILE]",
+        "RUST_LOG",
+        "LOG_FORMAT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        assert!(all.contains(var), "--help does not name {var}:\n{all}");
+    }
+    let serve = help(&["serve", "--help"]).await;
+    assert!(serve.contains("DISCORD_TOKEN[_FILE]") && serve.contains("DATABASE_URL[_FILE]"));
+    let check = help(&["check", "--help"]).await;
+    assert!(check.contains("--offline") && check.contains("GEMINI_API_KEY[_FILE]"));
+    assert!(!check.contains("DATABASE_URL"), "{check}");
+    let posts = help(&["posts", "--help"]).await;
+    assert!(posts.contains("DATABASE_URL[_FILE]") && !posts.contains("DISCORD_TOKEN"));
+    let run = help(&["run", "--help"]).await;
+    assert!(run.contains("GEMINI_API_KEY[_FILE]") && run.contains("RUST_LOG"));
+}

@@ -275,7 +275,11 @@ proptest! {
         let (_dir, path) = write_config(&config_text(&v));
         let bad = out_of_range(&v);
         let mut printed = Vec::new();
-        match commands::check(&path, true, &mut printed) {
+        match commands::check(
+            &path,
+            commands::CheckOptions { discord_token_set: true, offline: false },
+            &mut printed,
+        ) {
             Err(err) => {
                 let message = format!("{err:#}");
                 prop_assert!(!bad.is_empty(), "refused though every key is in range: {message}");
