@@ -239,8 +239,11 @@ impl LlmClients {
             (model, _) => model.to_owned(),
         };
         // The GenAI semantic conventions' client span; never the prompt text.
+        // Named `chat {model}` as OpenTelemetry's GenAI conventions ask (`otel.name` sets the
+        // exported name; `llm.chat` stays the name in logs).
         let span = tracing::info_span!(
             "llm.chat",
+            otel.name = format!("chat {model}"),
             otel.kind = "client",
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = %provider,
@@ -252,6 +255,7 @@ impl LlmClients {
             gen_ai.usage.output_tokens = tracing::field::Empty,
             llm.retries = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             error.message = tracing::field::Empty,
         );
         let started = tokio::time::Instant::now();
@@ -274,6 +278,7 @@ impl LlmClients {
             }
             Err(err) => {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", err.kind_label());
                 span.record("error.message", err.to_string());
                 (err.kind_label(), 0, 0, Duration::ZERO)
             }

@@ -116,7 +116,7 @@ impl Narrative {
                     () = cancel.cancelled() => None,
                 }
             };
-            // The client makes its own `llm.chat` span, a child of this act's.
+            // The client makes its own `chat {model}` span, a child of this act's.
             let Some(response) = call.instrument(act_span.clone()).await else {
                 return Err(NarrativeError::Cancelled {
                     narrative: self.name.clone(),

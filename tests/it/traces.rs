@@ -129,6 +129,19 @@ fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
     spans.iter().filter(|s| s.name == name).collect()
 }
 
+/// The LLM calls: GenAI `chat` spans, each named `chat {model}` as the conventions ask.
+fn chats(spans: &[ReceivedSpan]) -> Vec<&ReceivedSpan> {
+    let calls: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.attr("gen_ai.operation.name") == Some("chat"))
+        .collect();
+    for call in &calls {
+        let model = call.attr("gen_ai.request.model").unwrap_or_default();
+        assert_eq!(call.name, format!("chat {model}"), "{call:#?}");
+    }
+    calls
+}
+
 fn int_attr(span: &ReceivedSpan, key: &str) -> i64 {
     span.attr(key)
         .unwrap_or_else(|| panic!("{} has no `{key}`: {span:#?}", span.name))
@@ -161,18 +174,18 @@ fn assert_tip_trace(
         );
     }
     // The run's spans are all in that trace.
-    for name in [
-        "narrative.act",
-        "llm.chat",
-        "discord.post",
-        "discord.message",
-    ] {
+    for name in ["narrative.act", "discord.post", "discord.message"] {
         assert_eq!(
             named(all, name).len(),
             named(trace, name).len(),
             "every {name} span belongs to the run's trace"
         );
     }
+    assert_eq!(
+        chats(all).len(),
+        chats(trace).len(),
+        "every chat span belongs to the run's trace"
+    );
 
     let acts = named(trace, "narrative.act");
     assert_eq!(acts.len(), 3, "{acts:#?}");
@@ -182,14 +195,14 @@ fn assert_tip_trace(
     for act in &acts {
         assert_eq!(act.parent_span_id.as_deref(), Some(root.span_id.as_str()));
         assert_eq!(act.attr("narrative"), Some("tip"), "{act:#?}");
-        let calls: Vec<&ReceivedSpan> = named(trace, "llm.chat")
+        let calls: Vec<&ReceivedSpan> = chats(trace)
             .into_iter()
             .filter(|c| c.parent_span_id.as_deref() == Some(act.span_id.as_str()))
             .collect();
         assert_eq!(
             calls.len(),
             1,
-            "one llm.chat under act {:?}",
+            "one chat span under act {:?}",
             act.attr("act")
         );
         let call = calls[0];
@@ -326,8 +339,8 @@ async fn one_run_exports_its_span_tree_and_sigterm_flushes_it() {
     );
 }
 
-/// A failing run (the model answers 400): the `actor.run` and `llm.chat` spans have status
-/// Error with the error's message, and so does the act.
+/// A failing run (the model answers 400): the `actor.run` and `chat {model}` spans have status
+/// Error with the error's message (and `error.type` on the call), and so does the act.
 #[tokio::test]
 async fn a_failed_run_has_error_status_with_the_message() {
     let env = TestEnv::new().await;
@@ -353,10 +366,11 @@ async fn a_failed_run_has_error_status_with_the_message() {
     assert_eq!(root.status_code, StatusCode::Error, "{root:#?}");
     assert!(root.status_message.contains("bad"), "{root:#?}");
     assert_eq!(root.attr("outcome"), Some("failure"), "{root:#?}");
-    let calls = named(&trace, "llm.chat");
+    let calls = chats(&trace);
     assert!(!calls.is_empty(), "{trace:#?}");
     for call in &calls {
         assert_eq!(call.status_code, StatusCode::Error, "{call:#?}");
+        assert_eq!(call.attr("error.type"), Some("bad_request"), "{call:#?}");
         assert!(call.status_message.contains("bad"), "{call:#?}");
         assert_eq!(call.attr("gen_ai.provider.name"), Some("gemini"));
     }
@@ -547,7 +561,7 @@ async fn stdout_exporter_prints_the_spans() {
     for needle in [
         "Name         : actor.run",
         "Name         : narrative.act",
-        "Name         : llm.chat",
+        "Name         : chat ",
         "service.name=String(Owned(\"bot-server\"))",
     ] {
         assert!(
