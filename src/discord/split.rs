@@ -474,11 +474,7 @@ mod tests {
         let balanced = fence_lines(text).is_multiple_of(2);
         let fences = fences_of(text);
         let boundaries: Vec<usize> = text.grapheme_indices(true).map(|(i, _)| i).collect();
-        let is_boundary = |at: usize| at == text.len() || boundaries.binary_search(&at).is_ok();
-        // End of the text the previous message carried.
-        let mut done = 0;
-        for (index, part) in parts.iter().enumerate() {
-            let last = index + 1 == parts.len();
+        for part in parts {
             assert!(part.chars().count() <= max_chars, "too long: {part:?}");
             assert!(!part.trim().is_empty(), "empty message");
             let glued = format!("x{part}");
@@ -493,14 +489,51 @@ mod tests {
                     "unbalanced fences: {part:?}"
                 );
             }
+        }
+        let walk = Walk {
+            text,
+            fences: &fences,
+            boundaries: &boundaries,
+            parts,
+        };
+        if let Err(problem) = walk.from(0, 0) {
+            panic!("{problem}");
+        }
+    }
+
+    /// Reads the messages back into the text they carry.
+    struct Walk<'t> {
+        text: &'t str,
+        fences: &'t [(usize, Option<&'t str>)],
+        boundaries: &'t [usize],
+        parts: &'t [String],
+    }
+
+    impl Walk<'_> {
+        /// Checks the messages from `index` on, the previous ones having carried the text up
+        /// to `done`. A message ending with a fence line may carry it from the text or have
+        /// had it added to close a block (the text's next line can start with backticks too):
+        /// both readings are followed, and the split is faithful if one of them reads the
+        /// whole text.
+        fn from(&self, index: usize, done: usize) -> Result<(), String> {
+            let text = self.text;
+            let Some(part) = self.parts.get(index) else {
+                return if text[done..].trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("text left out: {:?}", &text[done..]))
+                };
+            };
+            let last = index + 1 == self.parts.len();
             // The message reopens the block the previous one ended inside.
             let mut body = part.as_str();
-            if let Some(language) = open_block(&fences, done) {
-                let (first, rest) = body.split_once('\n').expect("a reopening line");
-                assert!(
-                    first == "```" || first == format!("```{language}"),
-                    "reopened with {first:?}"
-                );
+            if let Some(language) = open_block(self.fences, done) {
+                let (first, rest) = body
+                    .split_once('\n')
+                    .ok_or_else(|| format!("no reopening line: {part:?}"))?;
+                if first != "```" && first != format!("```{language}") {
+                    return Err(format!("reopened with {first:?}"));
+                }
                 body = rest;
             }
             // `body` is the text from `from` on, after the blanks dropped at the cut; the split
@@ -510,33 +543,47 @@ mod tests {
                 (done..=done + gap)
                     .find(|&from| text.is_char_boundary(from) && text[from..].starts_with(body))
             };
-            let verbatim =
-                find(body).filter(|&from| last || open_block(&fences, from + body.len()).is_none());
-            let (from, to) = match verbatim {
-                Some(from) => (from, from + body.len()),
-                None => {
-                    assert!(
-                        !last,
-                        "the last message is not the end of the text: {part:?}"
-                    );
-                    body = body.strip_suffix(CLOSE).expect("a closing fence");
-                    let from = find(body).expect("the message is a slice of the text");
-                    assert!(open_block(&fences, from + body.len()).is_some());
-                    (from, from + body.len())
-                }
-            };
-            assert!(!body.trim().is_empty(), "no text besides fences: {part:?}");
-            assert!(
-                is_boundary(from) && is_boundary(to),
-                "cut in a cluster: {part:?}"
-            );
-            let dropped = &text[done..from];
-            if index > 0 && dropped.contains('\n') {
-                assert!(dropped.ends_with('\n'), "indentation dropped: {part:?}");
+            let mut readings = Vec::new();
+            if let Some(from) = find(body)
+                && (last || open_block(self.fences, from + body.len()).is_none())
+            {
+                readings.push((from, body));
             }
-            done = to;
+            if !last
+                && let Some(inner) = body.strip_suffix(CLOSE)
+                && let Some(from) = find(inner)
+                && open_block(self.fences, from + inner.len()).is_some()
+            {
+                readings.push((from, inner));
+            }
+            let mut problem = format!("not a slice of the text after {done}: {part:?}");
+            for (from, body) in readings {
+                match self.check(index, done, from, body) {
+                    Ok(()) => return Ok(()),
+                    Err(other) => problem = other,
+                }
+            }
+            Err(problem)
         }
-        assert!(text[done..].trim().is_empty(), "text left out");
+
+        /// Checks message `index` read as the text's `body` at `from`, then the ones after it.
+        fn check(&self, index: usize, done: usize, from: usize, body: &str) -> Result<(), String> {
+            let part = &self.parts[index];
+            let to = from + body.len();
+            let is_boundary =
+                |at: usize| at == self.text.len() || self.boundaries.binary_search(&at).is_ok();
+            if body.trim().is_empty() {
+                return Err(format!("no text besides fences: {part:?}"));
+            }
+            if !is_boundary(from) || !is_boundary(to) {
+                return Err(format!("cut in a cluster: {part:?}"));
+            }
+            let dropped = &self.text[done..from];
+            if index > 0 && dropped.contains('\n') && !dropped.ends_with('\n') {
+                return Err(format!("indentation dropped: {part:?}"));
+            }
+            self.from(index + 1, to)
+        }
     }
 
     /// A word: mostly short ones, some longer than a message, some with clusters of several
