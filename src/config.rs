@@ -704,6 +704,7 @@ mod tests {
             "[server]\ncheck_interval_seconds = \"2m\"\ncircuit_cooldown_seconds = \"1d\"\n\
              shutdown_grace_seconds = \"90s\"\nrun_timeout_seconds = \"1h\"\n\
              [discord]\ntimeout_seconds = \"30s\"\n\
+             [providers.gemini]\ntimeout_seconds = \"2m\"\nmax_backoff_seconds = \"1m30s\"\n\
              {LOG_TARGET}{}seconds = \"15m\"\njitter_seconds = \"1m30s\"\n",
             INTERVAL_ACTOR.replace(
                 "[actors.schedule]",
@@ -716,6 +717,8 @@ mod tests {
         assert_eq!(c.server.shutdown_grace_seconds, 90);
         assert_eq!(c.server.run_timeout_seconds, 3_600);
         assert_eq!(c.discord.timeout_seconds, 30);
+        assert_eq!(c.providers["gemini"].timeout_seconds, Some(120));
+        assert_eq!(c.providers["gemini"].max_backoff_seconds, Some(90));
         assert_eq!(c.actors[0].run_timeout_seconds, 7_200);
         assert!(matches!(
             c.actors[0].schedule,

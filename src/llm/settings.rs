@@ -18,7 +18,8 @@ pub struct ProviderSettings {
     /// when `base_url` is unset, so that the OpenAI key is never sent to another server.
     pub api_key_env: Option<String>,
     pub default_model: Option<String>,
-    /// Bound of one HTTP exchange; default 60.
+    /// Bound of one HTTP exchange; default 60 (seconds, or a duration such as `"2m"`).
+    #[serde(default, deserialize_with = "crate::duration::option_seconds")]
     pub timeout_seconds: Option<u64>,
     /// Retries after the first attempt; default 4.
     pub max_retries: Option<u32>,
@@ -26,7 +27,9 @@ pub struct ProviderSettings {
     pub requests_per_minute: Option<u32>,
     /// Local token budget (estimated, see [`LlmClients::complete`](super::LlmClients::complete)); default unlimited.
     pub tokens_per_minute: Option<u32>,
-    /// Cap of one backoff wait, including a provider's `Retry-After`; default 60.
+    /// Cap of one backoff wait, including a provider's `Retry-After`; default 60 (seconds, or a
+    /// duration such as `"1m"`).
+    #[serde(default, deserialize_with = "crate::duration::option_seconds")]
     pub max_backoff_seconds: Option<u64>,
     /// Longest response body read; a longer one fails the call; default 1 MiB.
     pub max_response_bytes: Option<u64>,
