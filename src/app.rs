@@ -79,7 +79,7 @@ pub struct App {
     pub nonce_salt: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Posts being sent, each by one sender.
-    pub claims: crate::outbox::Claims,
+    pub claims: crate::claims::Claims,
 }
 
 /// Narratives of the config's actors, loaded and checked against each actor's variables.

@@ -15,8 +15,9 @@
 //!   rate-limit headers (`discord::ratelimit`), message splitting.
 //! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
 //! - [`actor_state`]: what is kept about an actor between runs, and the circuit breaker's rules.
-//! - [`outbox`]: posts on their way: one sender per post (claims), the loop that re-sends
-//!   unfinished posts at start-up and with backoff.
+//! - [`claims`]: one sender per post in flight.
+//! - [`outbox`]: posts on their way: the loop that re-sends unfinished posts at start-up and
+//!   with backoff.
 //! - [`schedule`]: schedule kinds and their fire times.
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
@@ -36,6 +37,7 @@
 pub mod actor_state;
 pub mod admin;
 pub mod app;
+pub mod claims;
 pub mod clock;
 pub mod commands;
 pub mod config;

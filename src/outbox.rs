@@ -1,8 +1,6 @@
-//! The outbox: posts on their way to Discord.
+//! The outbox: posts on their way to Discord. Each is sent by its claim's holder only
+//! ([`crate::claims`]).
 //!
-//! - [`Claims`]: a post in flight is claimed by exactly one sender (an actor's run or the
-//!   re-send loop), so no post is ever sent by two at once. The claim is in memory: one server
-//!   serves a state directory (the store's serving lock), so the process is the only sender.
 //! - [`run`]: the re-send loop. A post left `sending` (the process died during its send, or the
 //!   send failed for a reason that may pass: 429, 5xx, a timeout, the network) is sent again at
 //!   start-up and then with backoff (1 s after its last attempt, doubling to 60 s), not at its
@@ -14,8 +12,8 @@ use crate::discord::Target;
 use crate::runner::{self, Attempt, Sender};
 use crate::store::{Post, PostStatus};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -24,49 +22,6 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest wait between two attempts of one post.
 const MAX_BACKOFF_SECONDS: i64 = 60;
-
-/// Posts being sent right now.
-#[derive(Debug, Default)]
-pub struct Claims {
-    in_flight: Mutex<HashSet<i64>>,
-}
-
-/// A post claimed for sending; released when dropped.
-#[derive(Debug)]
-pub struct Claim<'a> {
-    claims: &'a Claims,
-    id: i64,
-}
-
-impl Claims {
-    /// Claims post `id`, or `None` when another sender has it.
-    pub fn try_claim(&self, id: i64) -> Option<Claim<'_>> {
-        let inserted = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            in_flight.insert(id)
-        };
-        // Built only when this call inserted the id: a `Claim` dropped here would release
-        // another sender's claim.
-        inserted.then(|| Claim { claims: self, id })
-    }
-
-    /// Whether post `id` is being sent.
-    pub fn is_claimed(&self, id: i64) -> bool {
-        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.contains(&id)
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut in_flight = self
-            .claims
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        in_flight.remove(&self.id);
-    }
-}
 
 /// When a post left `sending` is due again: 1 s after its last attempt, doubling with each
 /// attempt up to 60 s.
@@ -152,19 +107,6 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// One claim per post; a dropped claim frees the post.
-    #[test]
-    fn a_post_has_one_claim_at_a_time() {
-        let claims = Claims::default();
-        let first = claims.try_claim(7).expect("free");
-        assert!(claims.try_claim(7).is_none());
-        assert!(claims.try_claim(8).is_some());
-        assert!(claims.is_claimed(7));
-        drop(first);
-        assert!(!claims.is_claimed(7));
-        assert!(claims.try_claim(7).is_some());
-    }
 
     /// Backoff: 1, 2, 4 ... 60 s after the last attempt.
     #[test]

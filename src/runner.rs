@@ -339,7 +339,7 @@ pub enum Attempt {
 }
 
 /// Sends every part of `post` not yet accepted, recording each accepted part. The caller holds
-/// the post's claim ([`crate::outbox::Claims`]).
+/// the post's claim ([`crate::claims::Claims`]).
 ///
 /// # Errors
 ///
