@@ -164,6 +164,7 @@ SUBSTITUTIONS = [
     (r"\$__rate_interval|\$\{__rate_interval\}", "1m"),
     (r"\$__interval|\$\{__interval\}", "10s"),
     (r"\$__range|\$\{__range\}", "5m"),
+    (r"\$\{?job\}?", "botticelli-bot-server"),
     (r"\$\{?actor\}?", ".*"),
     (r"\$\{?provider\}?", ".*"),
 ]
@@ -251,12 +252,12 @@ def cmd_promql(args):
     for path in sorted(Path(args.dashboards).glob("*.json")):
         exprs, variables = dashboard_exprs(path)
         for where, expr, ds in exprs:
-            if ds != "prometheus":
+            if ds not in ("prometheus", "${DS_PROMETHEUS}"):
                 print(f"  skipped  {where}: datasource {ds!r} (Grafana/Jaeger are not runnable here)")
                 continue
             check(where, expr, True)
         for where, query in variables:
-            m = re.fullmatch(r"\s*label_values\((.+),\s*([a-zA-Z_]+)\)\s*", query or "")
+            m = re.fullmatch(r"\s*label_values\((.+),\s*([a-zA-Z_]+)\)\s*", substitute(query or ""))
             if not m:
                 failures.append(f"{where}: unsupported variable query {query!r}")
                 continue
