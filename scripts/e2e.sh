@@ -8,7 +8,8 @@
 #   1. gets the base images (containers/build-base-images.sh): pulls the official debian and
 #      rust images, or, where the pull fails (as on this project's hosts), builds stand-ins
 #      under localhost/botticelli-* names; asserts that the run tagged no docker.io/library/*
-#      image (no stand-in shadows an official name);
+#      image (no stand-in shadows an official name), and that stand-ins tagged with official
+#      names (as older versions of the script did) lose those names on the next run;
 #   2. builds the bot-server image through the real Containerfile (--format docker) FROM the
 #      images step 1 chose, asserts that it has no bash, curl or ping, builds the debug image
 #      (target debug: the troubleshooting tools) and the OTLP receiver stand-in (target
@@ -230,6 +231,24 @@ for img in "$RUNTIME_IMAGE" "$RUST_IMAGE"; do
     esac
 done
 podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'debian|rust|prometheus' | sed 's/^/  /' || true
+# Older versions of the script tagged the stand-ins with the official names. Put such tags back
+# (only where the official names are free and the stand-ins are local) and check that the script
+# takes them off again, keeping the same images under the localhost/ names.
+official_debian=docker.io/library/debian:bookworm-slim
+official_rust=docker.io/library/rust:1.95-slim-bookworm
+if [[ "$RUNTIME_IMAGE $RUST_IMAGE" == "localhost/botticelli-debian:bookworm-slim localhost/botticelli-rust:1.95-slim-bookworm" ]] \
+    && ! podman image exists "$official_debian" && ! podman image exists "$official_rust"; then
+    podman tag "$RUNTIME_IMAGE" "$official_debian"
+    podman tag "$RUST_IMAGE" "$official_rust"
+    again="$(containers/build-base-images.sh --print-env debian rust 2>"$LOG_DIR/base-images-rename.log")" \
+        || { cat "$LOG_DIR/base-images-rename.log"; die "build-base-images.sh failed on old official-named stand-ins"; }
+    grep 'old local stand-in' "$LOG_DIR/base-images-rename.log" | sed 's/^/  /'
+    [ "$again" = "$base_env" ] || die "with old official-named stand-ins the script chose: $again"
+    if podman image exists "$official_debian" || podman image exists "$official_rust"; then
+        die "build-base-images.sh left an old stand-in under an official name"
+    fi
+    echo "  old stand-ins tagged $official_debian / $official_rust: names removed, images kept under localhost/"
+fi
 
 # ------------------------------------------------------------------------ 2. project images
 step "2a. bot-server image (Containerfile, target runtime, --format docker)"
