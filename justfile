@@ -120,7 +120,7 @@ start-observability:
     {{compose}} up -d
     @just urls
 
-# Start the stack with the OTLP receiver stand-in as `jaeger` and without Grafana (hosts without a registry)
+# Start the stack with the OTLP receiver stand-in as `jaeger`, without Grafana and Alertmanager (hosts without a registry)
 start-observability-offline:
     @scripts/check-container-host.sh
     @echo "🚀 Starting bot-server, Prometheus and the OTLP receiver stand-in (no Grafana, not Jaeger)..."
@@ -129,7 +129,7 @@ start-observability-offline:
     @podman image exists {{standin_image}} || just build-otlp-standin
     JAEGER_IMAGE={{standin_image}} {{compose}} up -d bot-server prometheus jaeger
     @just urls
-    @echo "   (Grafana not started; :16686 is the stand-in: curl -s localhost:16686/api/spans)"
+    @echo "   (Grafana and Alertmanager not started; :16686 is the stand-in: curl -s localhost:16686/api/spans)"
 
 # Stop the observability stack (containers removed; the named volumes keep the state)
 stop-observability:
