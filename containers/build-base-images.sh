@@ -68,6 +68,7 @@ for arg in "$@"; do
     esac
 done
 [ ${#wanted[@]} -gt 0 ] || wanted=(debian rust prometheus)
+want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 have() { podman image exists "$1"; }
 log() { echo "[base-images] $*" >&2; }
@@ -171,8 +172,11 @@ build_prometheus() {
 }
 
 # choose WHAT OFFICIAL STANDIN: prints the name to build with; pulls or builds as needed.
+# --force applies to the images named on the command line (or all, when none is named), not to
+# debian when it is only the base of a forced prometheus.
 choose() {
-    local what=$1 official=$2 standin=$3
+    local what=$1 official=$2 standin=$3 force=$force
+    want "$what" || force=0
     if [ "$force" = 0 ] && [[ "$official" != localhost/* ]]; then
         if have "$official" && ! is_standin "$official"; then
             log "$what: $official present"
@@ -201,8 +205,7 @@ migrate_legacy "$RUNTIME_IMAGE" "$DEBIAN_STANDIN"
 migrate_legacy "$RUST_IMAGE" "$RUST_STANDIN"
 
 debian=""
-rust=""
-want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
+rust=
 # rust and prometheus stand-ins are built FROM the chosen debian image.
 if want debian || want prometheus || want rust; then
     debian="$(choose debian "$RUNTIME_IMAGE" "$DEBIAN_STANDIN")"

@@ -68,7 +68,7 @@ unset DISCORD_TOKEN DISCORD_TOKEN_FILE DISCORD_CHANNEL_ID DISCORD_WEBHOOK_URL
 unset BOTTICELLI_BIND_ADDRESS
 SERVICES=(bot-server prometheus jaeger)
 CONTAINERS=(botticelli-bot-server botticelli-prometheus botticelli-jaeger)
-E2E_VOLUMES=(botticelli-e2e-bot-server-state botticelli-e2e-prometheus-data botticelli-e2e-grafana-data)
+E2E_VOLUMES=(botticelli-e2e-bot-server-state botticelli-e2e-prometheus-data botticelli-e2e-grafana-data botticelli-e2e-alertmanager-data)
 LOG_DIR="${E2E_LOG_DIR:-$(mktemp -d /tmp/botticelli-e2e.XXXXXX)}"
 mkdir -p "$LOG_DIR"
 CHECK=(python3 "$ROOT/scripts/e2e/check.py")
