@@ -240,7 +240,9 @@ if [[ "$RUNTIME_IMAGE $RUST_IMAGE" == "localhost/botticelli-debian:bookworm-slim
     && ! podman image exists "$official_debian" && ! podman image exists "$official_rust"; then
     podman tag "$RUNTIME_IMAGE" "$official_debian"
     podman tag "$RUST_IMAGE" "$official_rust"
-    again="$(containers/build-base-images.sh --print-env debian rust 2>"$LOG_DIR/base-images-rename.log")" \
+    # (RUNTIME_IMAGE/RUST_IMAGE are now the stand-ins' names: the script is to start again from
+    # its defaults, the official names.)
+    again="$(env -u RUNTIME_IMAGE -u RUST_IMAGE containers/build-base-images.sh --print-env debian rust 2>"$LOG_DIR/base-images-rename.log")" \
         || { cat "$LOG_DIR/base-images-rename.log"; die "build-base-images.sh failed on old official-named stand-ins"; }
     grep 'old local stand-in' "$LOG_DIR/base-images-rename.log" | sed 's/^/  /'
     [ "$again" = "$base_env" ] || die "with old official-named stand-ins the script chose: $again"
