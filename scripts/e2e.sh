@@ -5,15 +5,23 @@
 #   0. checks prerequisites: the host can run the stack (scripts/check-container-host.sh:
 #      netavark, aardvark-dns, DNS between containers, runtime), no botticelli-* containers,
 #      free ports;
-#   1. builds the missing base images locally (containers/build-base-images.sh);
-#   2. builds the bot-server image through the real Containerfile (--format docker), and the
-#      OTLP receiver stand-in (target otlp-receiver-standin: not Jaeger);
+#   1. gets the base images (containers/build-base-images.sh): pulls the official debian and
+#      rust images, or, where the pull fails (as on this project's hosts), builds stand-ins
+#      under localhost/botticelli-* names; asserts that the run tagged no docker.io/library/*
+#      image (no stand-in shadows an official name), and that stand-ins tagged with official
+#      names (as older versions of the script did) lose those names on the next run;
+#   2. builds the bot-server image through the real Containerfile (--format docker) FROM the
+#      images step 1 chose, asserts that it has no bash, curl or ping, builds the debug image
+#      (target debug: the troubleshooting tools) and the OTLP receiver stand-in (target
+#      otlp-receiver-standin: not Jaeger); checks the stack's config statically
+#      (scripts/check-stack-config.py, and its self-test);
 #   3. checks and unit-tests the alert rules with the Prometheus image's promtool;
 #   4. starts bot-server, prometheus and jaeger (= the stand-in, JAEGER_IMAGE) with
 #      podman-compose; Grafana is not started: no Grafana image can be built here;
 # and asserts:
-#   A. stack: the three containers run on botticelli-net, the bot-server is healthy
-#      (`podman healthcheck run`), runs as uid 1000 as PID 1, its image keeps HEALTHCHECK;
+#   A. stack: the three containers run on botticelli-net, every published port is bound to
+#      127.0.0.1 (`podman port`), the bot-server is healthy (`podman healthcheck run`), runs as
+#      uid 1000 as PID 1, its image keeps HEALTHCHECK;
 #   B. metrics flow: Prometheus target bot-server:9090 is up; after some runs the run counters
 #      in Prometheus match the bot-server's /metrics;
 #   C. every PromQL expression of the dashboards, datasources and alert rules is valid and
@@ -22,7 +30,8 @@
 #   D. traces flow: the stand-in, reached as jaeger:4317, received actor.run span trees;
 #   E. `podman stop` ends the bot-server with exit 0 before the stop timeout (no SIGKILL);
 #      after `podman start` its state (posts, run ids) is still there;
-#   F. the network troubleshooting commands of docs/TROUBLESHOOTING.md print what it says,
+#   F. the network troubleshooting commands of docs/TROUBLESHOOTING.md print what it says (the
+#      ones that need tools run in the debug image on botticelli-net, `just debug ...`),
 #      including the "DNS" fix (compose down, network rm, up: state survives);
 # then tears everything down (also on failure, printing the containers' logs first).
 #
@@ -42,8 +51,8 @@ STANDIN_IMAGE="${STANDIN_IMAGE:-localhost/botticelli-otlp-receiver-standin:lates
 export BOT_SERVER_IMAGE="$BOT_IMAGE"
 export JAEGER_IMAGE="$STANDIN_IMAGE"
 export PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-localhost/botticelli-prometheus:2.42.0}"
-export RUST_IMAGE="${RUST_IMAGE:-docker.io/library/rust:1.95-slim-bookworm}"
-export RUNTIME_IMAGE="${RUNTIME_IMAGE:-docker.io/library/debian:bookworm-slim}"
+DEBUG_IMAGE="${BOT_SERVER_DEBUG_IMAGE:-localhost/botticelli-bot-server:debug}"
+export BOT_SERVER_DEBUG_IMAGE="$DEBUG_IMAGE"
 BOT_PORT="${BOT_SERVER_PORT:-9090}"
 PROM_PORT="${PROMETHEUS_PORT:-9091}"
 UI_PORT="${JAEGER_UI_PORT:-16686}"
@@ -55,9 +64,11 @@ COMPOSE=(podman-compose --env-file /dev/null -f docker-compose.observability.yml
 export OTEL_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
     OTEL_SERVICE_NAME=bot-server OTEL_TRACES_SAMPLER_ARG=1.0 DATABASE_URL= RUST_LOG=info LOG_FORMAT=text
 unset DISCORD_TOKEN DISCORD_TOKEN_FILE DISCORD_CHANNEL_ID DISCORD_WEBHOOK_URL
+# Ports are published on the default address, 127.0.0.1; step A asserts it.
+unset BOTTICELLI_BIND_ADDRESS
 SERVICES=(bot-server prometheus jaeger)
 CONTAINERS=(botticelli-bot-server botticelli-prometheus botticelli-jaeger)
-E2E_VOLUMES=(botticelli-e2e-bot-server-state botticelli-e2e-prometheus-data botticelli-e2e-grafana-data)
+E2E_VOLUMES=(botticelli-e2e-bot-server-state botticelli-e2e-prometheus-data botticelli-e2e-grafana-data botticelli-e2e-alertmanager-data)
 LOG_DIR="${E2E_LOG_DIR:-$(mktemp -d /tmp/botticelli-e2e.XXXXXX)}"
 mkdir -p "$LOG_DIR"
 CHECK=(python3 "$ROOT/scripts/e2e/check.py")
@@ -98,7 +109,7 @@ run_doc() {
     echo "  \$ $*" | tee "$out.cmd" >/dev/null
     # stdout first, then stderr (curl's progress meter would otherwise interleave).
     local rc=0
-    "$@" >"$out" 2>"$out.stderr" || rc=$?
+    "$@" </dev/null >"$out" 2>"$out.stderr" || rc=$?
     cat "$out.stderr" >>"$out"
     [ $rc -eq 0 ] || echo "[exit $rc]" >>"$out"
     echo "$out"
@@ -205,9 +216,41 @@ done
 echo "log dir: $LOG_DIR"
 
 # --------------------------------------------------------------------------- 1. base images
-step "1. base images (built locally when missing)"
-containers/build-base-images.sh
-podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'debian|rust|prometheus' || true
+step "1. base images (pulled; local localhost/ stand-ins only where the pull fails)"
+official_images() { podman images --format '{{.Repository}}:{{.Tag}}' | grep '^docker\.io/library/' | sort || true; }
+official_before="$(official_images)"
+base_env="$(containers/build-base-images.sh --print-env)" || die "containers/build-base-images.sh failed"
+eval "$base_env"
+export RUST_IMAGE RUNTIME_IMAGE
+echo "  build with: RUNTIME_IMAGE=$RUNTIME_IMAGE RUST_IMAGE=$RUST_IMAGE"
+for img in "$RUNTIME_IMAGE" "$RUST_IMAGE"; do
+    case "$img" in
+        localhost/botticelli-*) echo "  $img: local stand-in (the official image could not be pulled)" ;;
+        docker.io/library/*) echo "  $img: the official image" ;;
+        *) die "unexpected base image name $img" ;;
+    esac
+done
+podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'debian|rust|prometheus' | sed 's/^/  /' || true
+# Older versions of the script tagged the stand-ins with the official names. Put such tags back
+# (only where the official names are free and the stand-ins are local) and check that the script
+# takes them off again, keeping the same images under the localhost/ names.
+official_debian=docker.io/library/debian:bookworm-slim
+official_rust=docker.io/library/rust:1.95-slim-bookworm
+if [[ "$RUNTIME_IMAGE $RUST_IMAGE" == "localhost/botticelli-debian:bookworm-slim localhost/botticelli-rust:1.95-slim-bookworm" ]] \
+    && ! podman image exists "$official_debian" && ! podman image exists "$official_rust"; then
+    podman tag "$RUNTIME_IMAGE" "$official_debian"
+    podman tag "$RUST_IMAGE" "$official_rust"
+    # (RUNTIME_IMAGE/RUST_IMAGE are now the stand-ins' names: the script is to start again from
+    # its defaults, the official names.)
+    again="$(env -u RUNTIME_IMAGE -u RUST_IMAGE containers/build-base-images.sh --print-env debian rust 2>"$LOG_DIR/base-images-rename.log")" \
+        || { cat "$LOG_DIR/base-images-rename.log"; die "build-base-images.sh failed on old official-named stand-ins"; }
+    grep 'old local stand-in' "$LOG_DIR/base-images-rename.log" | sed 's/^/  /'
+    [ "$again" = "$base_env" ] || die "with old official-named stand-ins the script chose: $again"
+    if podman image exists "$official_debian" || podman image exists "$official_rust"; then
+        die "build-base-images.sh left an old stand-in under an official name"
+    fi
+    echo "  old stand-ins tagged $official_debian / $official_rust: names removed, images kept under localhost/"
+fi
 
 # ------------------------------------------------------------------------ 2. project images
 step "2a. bot-server image (Containerfile, target runtime, --format docker)"
@@ -230,11 +273,38 @@ for k in ("org.opencontainers.image.version","org.opencontainers.image.revision"
 HC="$(podman image inspect "$BOT_IMAGE" --format '{{json .Config.Healthcheck}}')"
 echo "HEALTHCHECK in image: $HC"
 [[ "$HC" == *bot-server* ]] || die "the image has no HEALTHCHECK (built without --format docker?)"
+[[ "$HC" == *'"CMD",'* ]] || die "the HEALTHCHECK is not exec form (it would need a shell): $HC"
+# The runtime image carries no troubleshooting tools (they are in the debug image).
+for tool in /usr/bin/bash /bin/bash /usr/bin/curl /usr/bin/ping /bin/ping /usr/bin/wget /usr/bin/nc; do
+    if podman run --rm --no-healthcheck --entrypoint /usr/bin/test "$BOT_IMAGE" -e "$tool"; then
+        die "the runtime image contains $tool"
+    fi
+done
+echo "  runtime image: no bash, curl, ping, wget, nc (checked with test -e in the image)"
 
-step "2b. OTLP receiver stand-in image (target otlp-receiver-standin; not Jaeger)"
+step "2b. debug image (target debug: runtime binary + bash, curl, ping, nc, ps)"
+podman build --format docker --target debug "${BUILD_ARGS[@]}" -t "$DEBUG_IMAGE" -f Containerfile . \
+    >"$LOG_DIR/build-debug.log" 2>&1 || { tail -40 "$LOG_DIR/build-debug.log"; die "debug image build failed"; }
+podman run --rm "$DEBUG_IMAGE" bash -c 'echo "  debug image: bash $BASH_VERSION, $(curl --version | head -1 | cut -d" " -f1-2), $(command -v ping nc ps | tr "\n" " ")$(bot-server --version)"'
+
+step "2c. OTLP receiver stand-in image (target otlp-receiver-standin; not Jaeger)"
 podman build --format docker --target otlp-receiver-standin "${BUILD_ARGS[@]}" -t "$STANDIN_IMAGE" -f Containerfile . \
     >"$LOG_DIR/build-standin.log" 2>&1 || { tail -40 "$LOG_DIR/build-standin.log"; die "stand-in image build failed"; }
 podman images "$STANDIN_IMAGE" --format 'size: {{.Size}}'
+
+step "2d. no official name was tagged by this run; stack config checks"
+official_after="$(official_images)"
+new_official="$(comm -13 <(echo "$official_before") <(echo "$official_after") | sed '/^$/d')"
+[ -z "$new_official" ] || [[ "$RUNTIME_IMAGE $RUST_IMAGE" == *docker.io/library/* ]] \
+    || die "this run created docker.io/library/* images although it used local stand-ins: $new_official"
+for img in $official_after; do
+    labels="$(podman image inspect --format '{{json .Labels}}' "$img")"
+    [[ "$labels" != *io.botticelli.stand-in* && "$labels" != *'local build from the host toolchain'* ]] \
+        || die "$img is a local stand-in under an official name"
+done
+echo "  docker.io/library/* images before: ${official_before:-none}; after: ${official_after:-none}"
+python3 scripts/check-stack-config.py
+python3 scripts/check-stack-config.py --self-test | tail -1
 
 # ----------------------------------------------------------------------------- 3. promtool
 step "3. alert rules: promtool check rules / test rules, promtool check config (in the Prometheus image)"
@@ -260,6 +330,12 @@ for c in "${CONTAINERS[@]}"; do
     echo "  $c: $state, networks: $nets"
     [ "$state" = running ] || die "$c is $state"
     [[ " $nets " == *" botticelli-net "* ]] || die "$c is not on botticelli-net"
+    podman port "$c" >"$LOG_DIR/port-$c.txt"
+    sed "s/^/  podman port $c: /" "$LOG_DIR/port-$c.txt"
+    [ -s "$LOG_DIR/port-$c.txt" ] || die "$c publishes no port"
+    if grep -v -- '-> 127\.0\.0\.1:' "$LOG_DIR/port-$c.txt"; then
+        die "$c publishes a port on another address than 127.0.0.1 (BOTTICELLI_BIND_ADDRESS)"
+    fi
 done
 wait_healthy botticelli-bot-server 90
 echo "  podman healthcheck run botticelli-bot-server: exit 0 ($(tr '\n' ' ' <"$LOG_DIR/healthcheck.txt"))"
@@ -363,12 +439,18 @@ f=$(run_doc prom-curl podman exec botticelli-prometheus curl bot-server:9090/met
 expect "podman exec botticelli-prometheus curl bot-server:9090/metrics" "$f" '# HELP botticelli_actor_runs_total '
 f=$(run_doc prom-ping podman exec botticelli-prometheus ping -c 1 bot-server)
 expect "podman exec botticelli-prometheus ping -c 1 bot-server" "$f" '1 packets transmitted, 1 received'
-f=$(run_doc bot-curl-jaeger podman exec botticelli-bot-server curl -v http://jaeger:4317)
-expect "podman exec botticelli-bot-server curl -v http://jaeger:4317" "$f" 'Connected to jaeger \([0-9.]+\) port 4317'
+f=$(run_doc bot-curl-absent podman exec botticelli-bot-server curl -v http://jaeger:4317)
+expect "podman exec botticelli-bot-server curl ... fails: no curl in the runtime image" "$f" 'executable file not found|no such file'
+f=$(run_doc debug-curl-jaeger podman run --rm --network botticelli-net "$DEBUG_IMAGE" curl -v http://jaeger:4317)
+expect "podman run --rm --network botticelli-net <debug image> curl -v http://jaeger:4317" "$f" 'Connected to jaeger \([0-9.]+\) port 4317'
 expect "  ... then (gRPC port, HTTP/1.1 request)" "$f" 'Received HTTP/0.9 when not allowed'
-f=$(run_doc bot-curl-jaeger-h2 podman exec botticelli-bot-server curl -sv --http2-prior-knowledge -o /dev/null http://jaeger:4317)
-expect "podman exec botticelli-bot-server curl -sv --http2-prior-knowledge http://jaeger:4317" "$f" '^< HTTP/2 200'
+f=$(run_doc debug-curl-jaeger-h2 just --justfile "$ROOT/justfile" debug curl -sv --http2-prior-knowledge -o /dev/null http://jaeger:4317)
+expect "just debug curl -sv --http2-prior-knowledge -o /dev/null http://jaeger:4317" "$f" '^< HTTP/2 200'
 expect "  ... a gRPC server answers" "$f" '^< grpc-status: 12'
+f=$(run_doc debug-ping just --justfile "$ROOT/justfile" debug ping -c 1 bot-server)
+expect "just debug ping -c 1 bot-server" "$f" '1 packets transmitted, 1 received'
+f=$(run_doc debug-metrics just --justfile "$ROOT/justfile" debug curl -s bot-server:9090/metrics)
+expect "just debug curl -s bot-server:9090/metrics" "$f" '^# HELP botticelli_actor_runs_total '
 f=$(run_doc bot-getent podman exec botticelli-bot-server getent hosts jaeger prometheus)
 expect "podman exec botticelli-bot-server getent hosts jaeger prometheus" "$f" '^[0-9.]+ +jaeger'
 f=$(run_doc targets curl -s "$PROM/api/v1/targets")
@@ -383,8 +465,11 @@ f=$(run_doc bot-healthcheck podman exec botticelli-bot-server bot-server healthc
 expect "podman exec botticelli-bot-server bot-server healthcheck" "$f" '"scheduler":"ok"'
 f=$(run_doc image-healthcheck podman image inspect --format '{{json .Config.Healthcheck}}' "$BOT_IMAGE")
 expect "podman image inspect --format '{{json .Config.Healthcheck}}'" "$f" '"Test":\["CMD","/usr/local/bin/bot-server","healthcheck"\]'
-f=$(run_doc bash podman exec botticelli-bot-server /bin/bash -c 'echo "$BASH_VERSION $(id -un)"')
-expect "podman exec botticelli-bot-server /bin/bash (just shell-bot-server)" "$f" '^5\.[0-9.()a-z-]+ botticelli$'
+f=$(run_doc bash-absent podman exec botticelli-bot-server /bin/bash)
+expect "podman exec botticelli-bot-server /bin/bash fails: no bash in the runtime image" "$f" 'executable file not found|no such file'
+# just shell-bot-server: the same podman run, interactive; here with a command instead of a tty.
+f=$(run_doc debug-bash podman run --rm --network botticelli-net "$DEBUG_IMAGE" bash -c 'echo "$BASH_VERSION $(id -un) $(getent hosts bot-server | cut -d" " -f1)"')
+expect "podman run --rm --network botticelli-net <debug image> bash (just shell-bot-server)" "$f" '^5\.[0-9.()a-z-]+ botticelli [0-9.]+$'
 f=$(run_doc stop-timeout podman inspect -f '{{.Config.StopTimeout}}' botticelli-bot-server)
 expect "podman inspect -f '{{.Config.StopTimeout}}' botticelli-bot-server" "$f" '^30$'
 f=$(run_doc host-containers-internal podman exec botticelli-bot-server getent hosts host.containers.internal)

@@ -4,13 +4,19 @@
 # use this script. Idempotent: what is already installed is left as it is.
 #
 # Usage: scripts/install-deps.sh [--cargo-only | --containers]   (default: everything)
-#   --cargo-only   what `cargo test` needs: rustfmt, clippy, promtool
+#   --cargo-only   what `cargo test` and the config checks need: rustfmt, clippy, promtool,
+#                  amtool, PyYAML
 #   --containers   also what the container stack and its end-to-end test need (the default)
 #
 # Why each package (apt installs only these, with --no-install-recommends: nothing arrives
 # through a package's Recommends, so nothing depends on how a host's apt is configured):
 #
 #   prometheus       promtool: `promtool check metrics` in cargo test, the alert rule tests
+#   prometheus-alertmanager  amtool: `amtool check-config alertmanager/alertmanager.yml`
+#                    (just check-stack-config); the Alertmanager daemon it also installs is not
+#                    started (no systemd on CI hosts; the stack runs its own in a container)
+#   python3-yaml     PyYAML for scripts/check-stack-config.py under Debian's python3 (a pip
+#                    python has it through podman-compose, which depends on it)
 #   podman           the container engine (4.3.1 on bookworm)
 #   runc             the OCI runtime containers/containers.conf selects (crun refuses hosts with
 #                    hybrid cgroups)
@@ -37,13 +43,13 @@ case "${1:-}" in
     "") ;;
     --cargo-only) mode=cargo ;;
     --containers) mode=containers ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
 
 PODMAN_COMPOSE_VERSION=1.6.0
 JUST_VERSION=1.59.0
-CARGO_PACKAGES=(prometheus ca-certificates curl git)
+CARGO_PACKAGES=(prometheus prometheus-alertmanager python3-yaml ca-certificates curl git)
 CONTAINER_PACKAGES=(podman runc conmon netavark aardvark-dns iptables catatonit busybox-static
     debootstrap sqlite3 python3 python3-pip)
 
@@ -106,4 +112,5 @@ echo "netavark $(dpkg-query -W -f='${Version}' netavark), aardvark-dns $(dpkg-qu
 podman-compose --version 2>/dev/null | grep podman-compose
 just --version
 promtool --version 2>&1 | awk 'NR == 1'
+amtool --version 2>&1 | awk 'NR == 1'
 log "done"

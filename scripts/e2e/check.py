@@ -164,6 +164,7 @@ SUBSTITUTIONS = [
     (r"\$__rate_interval|\$\{__rate_interval\}", "1m"),
     (r"\$__interval|\$\{__interval\}", "10s"),
     (r"\$__range|\$\{__range\}", "5m"),
+    (r"\$\{?job\}?", "botticelli-bot-server"),
     (r"\$\{?actor\}?", ".*"),
     (r"\$\{?provider\}?", ".*"),
 ]
@@ -251,12 +252,12 @@ def cmd_promql(args):
     for path in sorted(Path(args.dashboards).glob("*.json")):
         exprs, variables = dashboard_exprs(path)
         for where, expr, ds in exprs:
-            if ds != "prometheus":
+            if ds not in ("prometheus", "${DS_PROMETHEUS}"):
                 print(f"  skipped  {where}: datasource {ds!r} (Grafana/Jaeger are not runnable here)")
                 continue
             check(where, expr, True)
         for where, query in variables:
-            m = re.fullmatch(r"\s*label_values\((.+),\s*([a-zA-Z_]+)\)\s*", query or "")
+            m = re.fullmatch(r"\s*label_values\((.+),\s*([a-zA-Z_]+)\)\s*", substitute(query or ""))
             if not m:
                 failures.append(f"{where}: unsupported variable query {query!r}")
                 continue
@@ -360,9 +361,10 @@ def cmd_spans(args):
                 problems.append(f"trace {trace_id}: service.name {services}")
                 continue
             by_id = {s["span_id"]: s for s in trace}
-            # llm.chat must sit under narrative.act, which sits under actor.run.
+            # The LLM call (`chat {model}`, GenAI conventions) must sit under narrative.act,
+            # which sits under actor.run.
             llm_ok = any(
-                s["name"] == "llm.chat" and by_id[s["parent_span_id"]]["name"] == "narrative.act"
+                s["name"].startswith("chat ") and by_id[s["parent_span_id"]]["name"] == "narrative.act"
                 and by_id[by_id[s["parent_span_id"]]["parent_span_id"]]["name"] == "actor.run"
                 for s in trace if s["parent_span_id"] in by_id
             )
@@ -384,7 +386,7 @@ def cmd_spans(args):
             print(f"   ({len(spans)} spans in {len(traces)} traces received so far)")
             return
         time.sleep(2)
-    fail(f"no complete actor.run trees with narrative.act/llm.chat and discord.post within {args.timeout}s: {problems}")
+    fail(f"no complete actor.run trees with narrative.act/chat {{model}} and discord.post within {args.timeout}s: {problems}")
 
 
 # ------------------------------------------------------------------------------------ metric
