@@ -123,6 +123,7 @@ start-observability:
 # Start the stack with the OTLP receiver stand-in as `jaeger`, without Grafana and Alertmanager (hosts without a registry)
 start-observability-offline:
     @scripts/check-container-host.sh
+    @scripts/init-secrets.sh
     @echo "🚀 Starting bot-server, Prometheus and the OTLP receiver stand-in (no Grafana, not Jaeger)..."
     @podman image exists {{image}} || just build-container
     @podman image exists {{prometheus_image}} || just build-prometheus

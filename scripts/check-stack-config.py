@@ -74,6 +74,9 @@ def check_compose(c):
             if not SECRETISH.search(key) or key.endswith("__FILE"):
                 continue
             value = "" if value is None else str(value)
+            # NAME_FILE naming a mounted compose secret: a path, not a secret.
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                continue
             m = re.fullmatch(r"\$\{(\w+)(?::?-(.*))?\}", value)
             if m:
                 if m.group(2):

@@ -318,6 +318,12 @@ podman run --rm --entrypoint promtool -v "$ROOT/prometheus:/rules:ro,Z" -w /rule
 step "4. podman-compose up -d ${SERVICES[*]} (jaeger = the OTLP receiver stand-in)"
 echo "grafana: NOT started: no Grafana image can be built on this host (no registry; Grafana is in no"
 echo "  Debian/PyPI/crates.io package). Its dashboards are proven by step C instead."
+# The stack's secret files, in a directory of the test's own (a user's secrets/ is never
+# touched): a Discord token in its file, to show it reaches the bot-server as a file only.
+export BOTTICELLI_SECRETS_DIR="$LOG_DIR/secrets"
+scripts/init-secrets.sh
+E2E_TOKEN="e2e-discord-token-$RANDOM$RANDOM$RANDOM"
+printf '%s\n' "$E2E_TOKEN" >"$BOTTICELLI_SECRETS_DIR/discord_token"
 STACK_STARTED=1
 "${COMPOSE[@]}" up -d "${SERVICES[@]}" >"$LOG_DIR/up.log" 2>&1 || { cat "$LOG_DIR/up.log"; die "podman-compose up failed"; }
 podman ps --filter name=botticelli- --format '{{.Names}}  {{.Status}}  {{.Ports}}'
@@ -351,6 +357,20 @@ podman top botticelli-bot-server user pid comm | sed 's/^/  /'
 stop_timeout="$(podman inspect -f '{{.Config.StopTimeout}}' botticelli-bot-server)"
 echo "  stop timeout: ${stop_timeout}s (containers/containers.conf)"
 podman exec botticelli-bot-server ls -ln /var/lib/bot-server | sed 's/^/  /'
+# Credentials come as compose secrets: the file is mounted, its value is in no environment, and
+# a value given both ways is refused naming both variables.
+podman exec botticelli-bot-server test -r /run/secrets/discord_token \
+    || die "the bot-server cannot read /run/secrets/discord_token"
+podman inspect botticelli-bot-server >"$LOG_DIR/inspect-bot-server.json"
+! grep -qF "$E2E_TOKEN" "$LOG_DIR/inspect-bot-server.json" || die "the Discord token is in podman inspect"
+if podman exec -e DISCORD_TOKEN=also-in-env botticelli-bot-server bot-server check --offline \
+    >"$LOG_DIR/both-set.txt" 2>&1; then
+    die "DISCORD_TOKEN next to a filled DISCORD_TOKEN_FILE was accepted"
+fi
+grep -q "both DISCORD_TOKEN and DISCORD_TOKEN_FILE are set" "$LOG_DIR/both-set.txt" \
+    || die "no both-set error: $(cat "$LOG_DIR/both-set.txt")"
+! grep -qF "$E2E_TOKEN" "$LOG_DIR/both-set.txt" || die "the Discord token is in an error message"
+echo "  /run/secrets/discord_token readable by uid 1000; the token is not in podman inspect; DISCORD_TOKEN set as well is refused naming both"
 
 # ------------------------------------------------------------------------- B. metrics flow
 step "B. metrics flow: Prometheus scrapes bot-server:9090; run counters match"
@@ -400,6 +420,7 @@ podman logs botticelli-bot-server >"$LOG_DIR/bot-server-before-restart.log" 2>&1
 grep -E 'SIGTERM received|bot-server stopped' "$LOG_DIR/bot-server-before-restart.log" | sed 's/^/  log: /' | cut -c1-160 || true
 grep -q 'SIGTERM received' "$LOG_DIR/bot-server-before-restart.log" || die "no 'SIGTERM received' in the logs"
 grep -q 'bot-server stopped' "$LOG_DIR/bot-server-before-restart.log" || die "no 'bot-server stopped' in the logs"
+! grep -qF "$E2E_TOKEN" "$LOG_DIR/bot-server-before-restart.log" || die "the Discord token is in the bot-server's logs"
 vol="$(podman volume inspect -f '{{.Mountpoint}}' botticelli-e2e-bot-server-state)"
 runs_before=""
 if command -v sqlite3 >/dev/null; then

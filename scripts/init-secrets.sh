@@ -8,20 +8,37 @@
 #   secrets/discord_webhook_url     Alertmanager's Discord webhook URL (webhook_url_file): left
 #                                   empty; put the URL of a Discord channel webhook in it to get
 #                                   the alerts in Discord (then: podman restart botticelli-alertmanager).
+#   secrets/discord_token, bot_discord_webhook_url, gemini_api_key, openai_api_key,
+#   anthropic_api_key               The bot-server's credentials (DISCORD_TOKEN_FILE, ...): left
+#                                   empty (= unset); write the ones you use (or set them in .env,
+#                                   not both), then `just restart-bot-server`.
 #
+# BOTTICELLI_SECRETS_DIR (default secrets/) puts them elsewhere, as the compose file reads it.
 # secrets/ is git-ignored and mode 0700; the files are 0644 because the containers' own users
 # (Grafana's uid 472, Alertmanager's nobody) read them through the bind mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p secrets
-chmod 0700 secrets
+dir="${BOTTICELLI_SECRETS_DIR:-secrets}"
+mkdir -p "$dir"
+chmod 0700 "$dir"
 umask 022
-if [ ! -e secrets/grafana_admin_password ]; then
-    python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >secrets/grafana_admin_password
-    echo "[secrets] wrote a random Grafana admin password to secrets/grafana_admin_password (user: admin)"
+if [ ! -e "$dir/grafana_admin_password" ]; then
+    python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$dir/grafana_admin_password"
+    echo "[secrets] wrote a random Grafana admin password to $dir/grafana_admin_password (user: admin)"
 fi
-if [ ! -e secrets/discord_webhook_url ]; then
-    : >secrets/discord_webhook_url
-    echo "[secrets] created an empty secrets/discord_webhook_url: put a Discord webhook URL in it for Alertmanager's notifications"
+if [ ! -e "$dir/discord_webhook_url" ]; then
+    : >"$dir/discord_webhook_url"
+    echo "[secrets] created an empty $dir/discord_webhook_url: put a Discord webhook URL in it for Alertmanager's notifications"
 fi
-chmod 0644 secrets/grafana_admin_password secrets/discord_webhook_url
+created=""
+for name in discord_token bot_discord_webhook_url gemini_api_key openai_api_key anthropic_api_key; do
+    if [ ! -e "$dir/$name" ]; then
+        : >"$dir/$name"
+        created="$created $name"
+    fi
+done
+[ -z "$created" ] || echo "[secrets] created empty$created in $dir/: write the bot-server's credentials there (or in .env, not both)"
+for name in grafana_admin_password discord_webhook_url discord_token bot_discord_webhook_url \
+    gemini_api_key openai_api_key anthropic_api_key; do
+    chmod 0644 "$dir/$name"
+done

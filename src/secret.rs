@@ -11,7 +11,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvValueError {
     #[error(
-        "both {name} and {name}_FILE are set: set only one ({name} holds the value, {name}_FILE the path of a file holding it)"
+        "both {name} and {name}_FILE are set: set only one ({name} holds the value, {name}_FILE the path of a file holding it; an empty file counts as unset)"
     )]
     BothSet { name: String },
     #[error(
@@ -26,37 +26,43 @@ pub enum EnvValueError {
 
 /// The value of `name` from the variables `get` looks up: `NAME` itself, or the content of the
 /// file named by `NAME_FILE` (trailing newlines trimmed, as `echo` and editors leave one), the
-/// form compose and Kubernetes secrets mounted as files take. Empty variables count as unset.
-/// `Ok(None)` when neither is set.
+/// form compose and Kubernetes secrets mounted as files take. An empty variable or an empty
+/// file counts as unset, so a deployment can mount an empty secret file for a credential it
+/// does not use (`just init-secrets` creates them) and still take the value from `NAME`.
+/// `Ok(None)` when neither holds a value.
 ///
 /// Every secret the server reads comes through here ([`Secret::from_env`]), as does every
 /// `${NAME}` in the config (see [`crate::tomlfile`]).
 ///
 /// # Errors
 ///
-/// When both `NAME` and `NAME_FILE` are set (which one would win is a guess), or `NAME_FILE`
-/// names a file that cannot be read.
+/// When both `NAME` and the file of `NAME_FILE` hold a value (which one would win is a guess),
+/// or `NAME_FILE` names a file that cannot be read.
 pub fn lookup(
     name: &str,
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, EnvValueError> {
     let file_var = format!("{name}_FILE");
     let value = get(name).filter(|v| !v.is_empty());
-    let path = get(&file_var).filter(|v| !v.is_empty());
-    match (value, path) {
+    let from_file = match get(&file_var).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(content) => Some(content.trim_end_matches(['\n', '\r']).to_owned()),
+            Err(err) => {
+                return Err(EnvValueError::Unreadable {
+                    name: name.to_owned(),
+                    reason: err.kind().to_string(),
+                    path,
+                });
+            }
+        },
+    }
+    .filter(|content| !content.is_empty());
+    match (value, from_file) {
         (Some(_), Some(_)) => Err(EnvValueError::BothSet {
             name: name.to_owned(),
         }),
-        (Some(value), None) => Ok(Some(value)),
-        (None, Some(path)) => match std::fs::read_to_string(&path) {
-            Ok(content) => Ok(Some(content.trim_end_matches(['\n', '\r']).to_owned())),
-            Err(err) => Err(EnvValueError::Unreadable {
-                name: name.to_owned(),
-                reason: err.kind().to_string(),
-                path,
-            }),
-        },
-        (None, None) => Ok(None),
+        (value, from_file) => Ok(value.or(from_file)),
     }
 }
 
@@ -152,14 +158,29 @@ mod tests {
             Ok(Some("from-file".into()))
         );
         assert_eq!(lookup("TOKEN", vars(&[])), Ok(None));
+        // An empty secret file (mounted for a credential not in use) is unset too.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let empty = empty.to_str().unwrap();
+        assert_eq!(lookup("TOKEN", vars(&[("TOKEN_FILE", empty)])), Ok(None));
+        assert_eq!(
+            lookup("TOKEN", vars(&[("TOKEN", "plain"), ("TOKEN_FILE", empty)])),
+            Ok(Some("plain".into()))
+        );
     }
 
-    /// Both set is an error naming both variables, not a silent choice.
+    /// Both holding a value is an error naming both variables, not a silent choice.
     #[test]
     fn both_set_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
         let err = lookup(
             "DISCORD_TOKEN",
-            vars(&[("DISCORD_TOKEN", "a"), ("DISCORD_TOKEN_FILE", "/x")]),
+            vars(&[
+                ("DISCORD_TOKEN", "a"),
+                ("DISCORD_TOKEN_FILE", file.to_str().unwrap()),
+            ]),
         )
         .unwrap_err()
         .to_string();
