@@ -383,7 +383,11 @@ mod tests {
         let o: Outer = parse(Path::new("a.toml"), "name = \"${HOOK}\"\n", from_file).unwrap();
         assert_eq!(o.name, "https://discord.com/api/webhooks/1/tok");
 
-        let both = |name: &str| matches!(name, "HOOK" | "HOOK_FILE").then(|| "v".to_owned());
+        let both = |name: &str| match name {
+            "HOOK" => Some("v".to_owned()),
+            "HOOK_FILE" => Some(file.clone()),
+            _ => None,
+        };
         let e = parse::<Outer>(Path::new("a.toml"), "\nname = \"${HOOK}\"\n", both)
             .unwrap_err()
             .to_string();
