@@ -16,6 +16,8 @@
 //! can run one as `jaeger:4317`), inside the current tokio runtime, until the value is dropped.
 //! [`FakeOtlp::spans`] flattens what arrived into [`ReceivedSpan`]s: ids in lowercase hex,
 //! attribute values stringified, the resource's attributes copied onto each span.
+//! [`FakeOtlp::headers`] gives the request headers (HTTP) or metadata (gRPC) of each accepted
+//! export, to check what the exporter authenticates with.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -109,6 +111,25 @@ struct Shared {
 struct Received {
     spans: Vec<ReceivedSpan>,
     requests: usize,
+    /// The headers of each accepted export, in arrival order.
+    headers: Vec<Headers>,
+}
+
+/// The headers of one export request: `(name, value)` pairs, names in lowercase, in the order
+/// they came; a value that is not text is shown lossily (binary gRPC metadata as its base64).
+pub type Headers = Vec<(String, String)>;
+
+/// `(name, value)` pairs of an HTTP header map (or gRPC metadata made into one).
+fn header_pairs(headers: &HeaderMap) -> Headers {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 impl Shared {
@@ -116,11 +137,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn accept(&self, request: ExportTraceServiceRequest) {
+    fn accept(&self, request: ExportTraceServiceRequest, headers: Headers) {
         let spans = flatten(request);
         {
             let mut state = self.lock();
             state.requests += 1;
+            state.headers.push(headers);
             state.spans.extend(spans);
         }
         self.arrived.notify_waiters();
@@ -261,6 +283,11 @@ impl FakeOtlp {
         self.shared.lock().requests
     }
 
+    /// The request headers (HTTP) or metadata (gRPC) of each accepted export, in arrival order.
+    pub fn headers(&self) -> Vec<Headers> {
+        self.shared.lock().headers.clone()
+    }
+
     /// Waits until `pred` holds for the spans received so far and returns them; after `timeout`
     /// returns `Err` with what arrived.
     pub async fn wait_for(
@@ -307,7 +334,8 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.accept(request.into_inner());
+        let headers = header_pairs(&request.metadata().clone().into_headers());
+        self.0.accept(request.into_inner(), headers);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -334,7 +362,7 @@ async fn http_export(
     }
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
-            shared.accept(request);
+            shared.accept(request, header_pairs(&headers));
             let response = ExportTraceServiceResponse {
                 partial_success: None,
             };

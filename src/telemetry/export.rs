@@ -40,7 +40,9 @@ pub fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<SdkTracerProv
 
 /// The OTLP span exporter for `config`. The endpoint, timeout, headers and compression are
 /// read by `opentelemetry-otlp` from the environment; TLS is set up here: the OS trust store
-/// (when it has certificates) plus the CA file of `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+/// (when it has certificates) plus the CA file of `OTEL_EXPORTER_OTLP_CERTIFICATE`, and so
+/// are the headers of a headers file (`OTEL_EXPORTER_OTLP_HEADERS_FILE`…), which the crate
+/// does not read.
 fn otlp_exporter(
     config: &TelemetryConfig,
     get: impl Fn(&str) -> Option<String>,
@@ -72,6 +74,9 @@ fn otlp_exporter(
             if !config.otlp_endpoint(&get).starts_with("http://") {
                 builder = builder.with_tls_config(grpc_tls(ca.as_deref()));
             }
+            if let Some(headers) = &config.otlp_headers {
+                builder = builder.with_metadata(headers.metadata());
+            }
             builder.build().map_err(setup_error)
         }
         OtlpProtocol::HttpProtobuf => {
@@ -82,6 +87,9 @@ fn otlp_exporter(
             // trust store) is the right one.
             if let Some(pem) = ca {
                 builder = builder.with_http_client(http_client_with_ca(config, &pem, &get)?);
+            }
+            if let Some(headers) = &config.otlp_headers {
+                builder = builder.with_headers(headers.http_headers());
             }
             builder.build().map_err(setup_error)
         }

@@ -23,7 +23,8 @@
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL of the collector; `https://` for TLS | `http://localhost:4317` (gRPC), `http://localhost:4318` (HTTP; `/v1/traces` is appended) |
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full URL, used as is | |
 //! | `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file of CA certificates trusted for the collector, on top of the OS trust store | the OS trust store only |
-//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_COMPRESSION`, `OTEL_EXPORTER_OTLP_INSECURE` | as the OTel spec says (read by `opentelemetry-otlp`) | |
+//! | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS` (or either's `_FILE`) | headers sent with every export (collector tokens): `name=value` entries separated by commas, values percent-encoded; the plain variables are read by `opentelemetry-otlp`, a `_FILE` (the same list; newlines also separate entries) by `headers` and given to the exporter. A variable and its `_FILE` both set is an error, as is `OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE` with a plain `OTEL_EXPORTER_OTLP_HEADERS`; a malformed entry of a file is an error naming the variable and the entry's number, never its value | |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_COMPRESSION`, `OTEL_EXPORTER_OTLP_INSECURE` | as the OTel spec says (read by `opentelemetry-otlp`) | |
 //! | `OTEL_SERVICE_NAME` | the `service.name` resource attribute | `bot-server` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | extra resource attributes, `k=v,k2=v2` | |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on`, or `parentbased_traceidratio` when only `OTEL_TRACES_SAMPLER_ARG` is set |
@@ -55,6 +56,8 @@
 //! - `sampler`: the `OTEL_TRACES_SAMPLER` settings and the SDK samplers they stand for.
 //! - `export`: the tracer provider, its resource and the span exporters.
 //! - `tls`: the trust store of the OTLP exporter (OS roots plus the CA file).
+//! - `headers`: the headers files (`OTEL_EXPORTER_OTLP_HEADERS_FILE`…), parsed into the
+//!   exporter's gRPC metadata or HTTP headers.
 //!
 //! This file installs the subscriber (the log layer and the OTel layer), owns the guard that
 //! flushes at shutdown, and puts trace ids on spans.
@@ -73,14 +76,17 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod export;
+mod headers;
 mod sampler;
 mod settings;
 mod tls;
 
 pub use export::{resource, service_instance_id, tracer_provider};
+pub use headers::{HeadersError, OtlpHeaders};
 pub use sampler::SamplerConfig;
 pub use settings::{
-    CaFile, DEFAULT_SERVICE_NAME, EnvError, ExporterKind, LogFormat, OtlpProtocol, TelemetryConfig,
+    CaFile, DEFAULT_SERVICE_NAME, EnvError, ExporterKind, LogFormat, OtlpProtocol, SettingsError,
+    TelemetryConfig,
 };
 
 /// How long [`Telemetry::shutdown`] waits for the last spans to be exported.
@@ -140,6 +146,12 @@ impl Telemetry {
                 endpoint = config.otlp_endpoint(|k| std::env::var(k).ok()),
                 protocol = ?config.protocol,
                 service = %config.service_name,
+                // Where the headers come from, and their names: never their values.
+                headers_file = config.otlp_headers.as_ref().map(|h| h.var),
+                header_names = config
+                    .otlp_headers
+                    .as_ref()
+                    .map(|h| h.names().collect::<Vec<_>>().join(",")),
                 "exporting traces by OTLP"
             );
         }

@@ -1,10 +1,12 @@
 //! The telemetry settings: the `OTEL_*`, `RUST_LOG` and `LOG_FORMAT` variables read and
 //! validated into a [`TelemetryConfig`] (exporter kind, OTLP protocol and endpoint, sampler,
-//! CA file, log format and filter), and the [`EnvError`] naming a variable with a bad value.
+//! CA file, headers file, log format and filter), and the [`SettingsError`] naming a variable
+//! with a bad value.
 //! The variables and their defaults are listed in the parent module's docs.
 
 use tracing_subscriber::EnvFilter;
 
+use super::headers::{self, HeadersError, OtlpHeaders};
 use super::sampler::SamplerConfig;
 
 /// `service.name` when `OTEL_SERVICE_NAME` is unset.
@@ -58,6 +60,10 @@ pub struct TelemetryConfig {
     /// A PEM file of CA certificates trusted for an `https://` collector, besides the OS
     /// trust store.
     pub ca_file: Option<CaFile>,
+    /// The headers of `OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE` or
+    /// `OTEL_EXPORTER_OTLP_HEADERS_FILE`, read only for the OTLP exporter (the plain variables
+    /// are read by `opentelemetry-otlp` itself).
+    pub otlp_headers: Option<OtlpHeaders>,
     pub log_format: LogFormat,
     /// The `EnvFilter` directives for the logs.
     pub log_filter: String,
@@ -71,6 +77,7 @@ impl Default for TelemetryConfig {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             sampler: SamplerConfig::ParentBasedAlwaysOn,
             ca_file: None,
+            otlp_headers: None,
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
         }
@@ -89,20 +96,58 @@ pub struct EnvError {
     pub expected: String,
 }
 
+/// Telemetry variables that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A variable with a value that is not allowed (shown: these are not secrets).
+    #[error(transparent)]
+    Invalid(#[from] EnvError),
+    /// The headers variables (no value shown: they are secrets).
+    #[error(transparent)]
+    Headers(#[from] HeadersError),
+}
+
+impl SettingsError {
+    /// The variable with the bad value (the first one named, for the headers).
+    pub fn var(&self) -> &str {
+        match self {
+            Self::Invalid(err) => err.var,
+            Self::Headers(HeadersError::Env(
+                crate::secret::EnvValueError::BothSet { name }
+                | crate::secret::EnvValueError::Unreadable { name, .. },
+            )) => name,
+            Self::Headers(HeadersError::Malformed { var, .. }) => var,
+            Self::Headers(HeadersError::TracesFileWithPlainHeaders) => {
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE"
+            }
+        }
+    }
+}
+
 impl TelemetryConfig {
     /// Reads the process environment (see the module docs for the variables).
-    pub fn from_env() -> Result<Self, EnvError> {
+    pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads the variables through `get` (the environment, or a map in tests). Unset and empty
     /// variables take their defaults; values are trimmed and compared case-insensitively.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+    /// The headers file is read only for the OTLP exporter.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let mut config = Self::from_values(&get)?;
+        if config.exporter == ExporterKind::Otlp {
+            config.otlp_headers = headers::from_lookup(get)?;
+        }
+        Ok(config)
+    }
+
+    /// Everything but the headers, from the trimmed, non-empty values `get` gives.
+    fn from_values(get: &impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
         let mut config = Self::default();
 
         let exporter = |var: &'static str| -> Result<Option<ExporterKind>, EnvError> {
@@ -269,7 +314,9 @@ pub(super) mod tests {
     use std::collections::HashMap;
 
     /// The config for these variables (also used by the sibling modules' tests).
-    pub(in crate::telemetry) fn parse(vars: &[(&str, &str)]) -> Result<TelemetryConfig, EnvError> {
+    pub(in crate::telemetry) fn parse(
+        vars: &[(&str, &str)],
+    ) -> Result<TelemetryConfig, SettingsError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -395,6 +442,53 @@ pub(super) mod tests {
         );
     }
 
+    /// A headers file is read for the OTLP exporter only; its errors name the variables.
+    #[test]
+    fn headers_file_for_the_otlp_exporter() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("headers");
+        std::fs::write(&file, "x-honeycomb-team=s3cr3t\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = parse(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_HEADERS_FILE", path),
+        ])
+        .unwrap();
+        let headers = c.otlp_headers.as_ref().unwrap();
+        assert_eq!(headers.var, "OTEL_EXPORTER_OTLP_HEADERS_FILE");
+        assert_eq!(headers.names().collect::<Vec<_>>(), ["x-honeycomb-team"]);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        // Not read for another exporter (nor when the SDK is disabled).
+        for other in [
+            &[("OTEL_TRACES_EXPORTER", "none")][..],
+            &[("OTEL_TRACES_EXPORTER", "stdout")][..],
+            &[
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+                ("OTEL_SDK_DISABLED", "true"),
+            ][..],
+        ] {
+            let mut vars = vec![("OTEL_EXPORTER_OTLP_HEADERS_FILE", "/no/such/file")];
+            vars.extend_from_slice(other);
+            assert_eq!(parse(&vars).unwrap().otlp_headers, None, "{other:?}");
+        }
+        let err = parse(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=s3cr3t"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE", path),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var(), "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(
+                "both OTEL_EXPORTER_OTLP_TRACES_HEADERS and \
+                 OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE are set"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
     #[test]
     fn protocols() {
         let c = parse(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap();
@@ -448,7 +542,7 @@ pub(super) mod tests {
         );
 
         let err = parse(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).unwrap_err();
-        assert_eq!(err.var, "OTEL_TRACES_SAMPLER");
+        assert_eq!(err.var(), "OTEL_TRACES_SAMPLER");
         assert!(
             err.to_string()
                 .contains("expected one of `always_on`, `always_off`, `traceidratio`"),
@@ -471,7 +565,7 @@ pub(super) mod tests {
                 let mut vars = vec![("OTEL_TRACES_SAMPLER_ARG", bad)];
                 vars.extend(sampler.map(|s| ("OTEL_TRACES_SAMPLER", s)));
                 let err = parse(&vars).unwrap_err();
-                assert_eq!(err.var, "OTEL_TRACES_SAMPLER_ARG");
+                assert_eq!(err.var(), "OTEL_TRACES_SAMPLER_ARG");
                 assert!(
                     err.to_string()
                         .contains("expected a sampling ratio from 0 to 1"),
@@ -497,7 +591,7 @@ pub(super) mod tests {
             LogFormat::Human
         );
         let err = parse(&[("RUST_LOG", "bot_server=loud")]).unwrap_err();
-        assert_eq!(err.var, "RUST_LOG");
+        assert_eq!(err.var(), "RUST_LOG");
         assert!(
             err.to_string()
                 .starts_with("RUST_LOG=\"bot_server=loud\" is not valid")

@@ -1,7 +1,8 @@
 //! Traces and logs of the real binary: OTLP export (gRPC and HTTP/protobuf) to the in-process
 //! stand-in receiver ([`FakeOtlp`], not Jaeger), the span tree of one actor run, error status,
 //! a collector that is down or late, the flush at SIGTERM, trace ids in JSON logs, TLS to the
-//! collector (`OTEL_EXPORTER_OTLP_CERTIFICATE`), and the standard variables
+//! collector (`OTEL_EXPORTER_OTLP_CERTIFICATE`), the headers sent to it
+//! (`OTEL_EXPORTER_OTLP_HEADERS` and its `_FILE`), and the standard variables
 //! (`OTEL_TRACES_EXPORTER`, `OTEL_SDK_DISABLED`, `OTEL_TRACES_SAMPLER`).
 
 use crate::support::*;
@@ -41,6 +42,10 @@ fn serve_command(env: &TestEnv, endpoint: &str, extra: &[(&str, &str)]) -> Comma
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_CERTIFICATE")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS_FILE")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE")
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_TRACES_SAMPLER")
@@ -624,7 +629,8 @@ async fn invalid_settings_are_named() {
 
 /// The stand-in HTTP receiver answers like an OTLP/HTTP endpoint: 415 for a content type
 /// other than protobuf, 400 for a body that is not an `ExportTraceServiceRequest`, 200 with a
-/// protobuf body for a valid (empty) one, and only the valid one counts as an export.
+/// protobuf body for a valid (empty) one, and only the valid one counts as an export (and has
+/// its headers recorded).
 #[tokio::test]
 async fn fake_otlp_http_answers_like_otlp() {
     let receiver = FakeOtlp::start_http().await;
@@ -651,6 +657,13 @@ async fn fake_otlp_http_answers_like_otlp() {
     );
     assert_eq!(receiver.export_count(), 1);
     assert!(receiver.spans().is_empty());
+    // The accepted export's headers are recorded, the refused ones' not.
+    let exports = receiver.headers();
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    assert!(
+        exports[0].contains(&("content-type".into(), "application/x-protobuf".into())),
+        "{exports:?}"
+    );
 }
 
 /// A collector that accepts connections but never answers: the run still posts, and the exit
@@ -827,4 +840,201 @@ async fn sampler_always_on_samples_the_run() {
     one_run_exporting_every_200ms(&env, &receiver, &[("OTEL_TRACES_SAMPLER", "always_on")]).await;
     let (root, trace) = run_trace(&receiver).await;
     assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+}
+
+/// Asserts that every export `receiver` accepted (at least one) carried header `name` with
+/// `value`, and none carried `absent`.
+fn assert_every_export_has(receiver: &FakeOtlp, name: &str, value: &str, absent: &str) {
+    let exports = receiver.headers();
+    assert!(!exports.is_empty(), "no export arrived");
+    for headers in &exports {
+        let values: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(values, [value], "`{name}` of an export: {headers:?}");
+        assert!(
+            headers.iter().all(|(n, _)| n != absent),
+            "`{absent}` was sent: {headers:?}"
+        );
+    }
+}
+
+/// Asserts that none of `secrets` shows in `logs` (the binary's stderr at `RUST_LOG=debug`).
+fn assert_no_secret_in(logs: &str, secrets: &[&str]) {
+    assert!(
+        logs.contains("exporting traces by OTLP"),
+        "the binary ran with the exporter:\n{logs}"
+    );
+    for secret in secrets {
+        assert!(!logs.contains(secret), "`{secret}` in the logs:\n{logs}");
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS_FILE` over OTLP/gRPC: every export carries the file's headers
+/// as metadata, values percent-decoded (a Honeycomb team key, a Grafana-style Basic
+/// authorization); no value shows in the debug logs, which name the file's variable and the
+/// header names.
+#[tokio::test]
+async fn headers_file_reaches_the_grpc_collector() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start().await;
+    env.write(
+        "otlp-headers",
+        "x-honeycomb-team=hc-s3cr3t-team-key, Authorization=Basic%20Z3JhZmFuYTpzM2NyM3Q=\n",
+    );
+    let file = env.path("otlp-headers");
+    let logs = one_run_exporting_every_200ms(
+        &env,
+        &receiver,
+        &[
+            ("OTEL_EXPORTER_OTLP_HEADERS_FILE", file.to_str().unwrap()),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+    assert_every_export_has(&receiver, "x-honeycomb-team", "hc-s3cr3t-team-key", "");
+    assert_every_export_has(&receiver, "authorization", "Basic Z3JhZmFuYTpzM2NyM3Q=", "");
+    assert_no_secret_in(
+        &logs,
+        &["hc-s3cr3t-team-key", "Z3JhZmFuYTpzM2NyM3Q", "s3cr3t"],
+    );
+    let started = logs
+        .lines()
+        .find(|l| l.contains("exporting traces by OTLP"))
+        .unwrap();
+    assert!(
+        started.contains("headers_file=\"OTEL_EXPORTER_OTLP_HEADERS_FILE\"")
+            && started.contains("header_names=\"x-honeycomb-team,authorization\""),
+        "{started}"
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE` over OTLP/HTTP: every export carries its header,
+/// decoded once (`%25` is a `%`, not the start of another escape), and not the headers of the
+/// general file, which the traces one replaces; no value shows in the debug logs.
+#[tokio::test]
+async fn traces_headers_file_reaches_the_http_collector() {
+    let env = TestEnv::new().await;
+    let receiver = FakeOtlp::start_http().await;
+    env.write("traces-headers", "x-api-key=s3cr3t%2541%2Cz\n");
+    env.write("general-headers", "x-general=g3n3ral-s3cr3t\n");
+    let traces = env.path("traces-headers");
+    let general = env.path("general-headers");
+    let logs = one_run_exporting_every_200ms(
+        &env,
+        &receiver,
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE",
+                traces.to_str().unwrap(),
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS_FILE", general.to_str().unwrap()),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let (root, trace) = run_trace(&receiver).await;
+    assert_tip_trace(&receiver.spans(), &root, &trace, "bot-server");
+    assert_every_export_has(&receiver, "x-api-key", "s3cr3t%41,z", "x-general");
+    assert_no_secret_in(&logs, &["s3cr3t", "g3n3ral"]);
+}
+
+/// The plain `OTEL_EXPORTER_OTLP_HEADERS` still works over both transports (read by
+/// `opentelemetry-otlp` itself): every export carries its header.
+#[tokio::test]
+async fn plain_headers_variable_still_works() {
+    for http in [false, true] {
+        let env = TestEnv::new().await;
+        let receiver = if http {
+            FakeOtlp::start_http().await
+        } else {
+            FakeOtlp::start().await
+        };
+        let mut vars = vec![("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=plain%20key")];
+        if http {
+            vars.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"));
+        }
+        one_run_exporting_every_200ms(&env, &receiver, &vars).await;
+        run_trace(&receiver).await;
+        assert_every_export_has(&receiver, "x-honeycomb-team", "plain key", "");
+    }
+}
+
+/// Headers variables that cannot be used stop the start-up, naming the variables (and the
+/// file's path), never a header value: a variable and its `_FILE` both set, the traces file
+/// with the plain general variable, a malformed entry, an unreadable file.
+#[tokio::test]
+async fn headers_file_errors_are_named_without_values() {
+    let env = TestEnv::new().await;
+    env.config("", "");
+    env.write(
+        "bad-headers",
+        "x-honeycomb-team=ok,Authorization Basic s3cr3t\n",
+    );
+    env.write("good-headers", "x-honeycomb-team=s3cr3t\n");
+    let bad = env.path("bad-headers");
+    let bad = bad.to_str().unwrap();
+    let good = env.path("good-headers");
+    let good = good.to_str().unwrap();
+    let malformed = format!(
+        "error: OTEL_EXPORTER_OTLP_HEADERS_FILE={bad}: entry 2 is not a valid header (no `=`)"
+    );
+    for (vars, expected) in [
+        (
+            vec![
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=s3cr3t"),
+                ("OTEL_EXPORTER_OTLP_HEADERS_FILE", good),
+            ],
+            "error: both OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_HEADERS_FILE are set",
+        ),
+        (
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                    "x-honeycomb-team=s3cr3t",
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE", good),
+            ],
+            "error: both OTEL_EXPORTER_OTLP_TRACES_HEADERS and \
+             OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE are set",
+        ),
+        (
+            vec![
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=s3cr3t"),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE", good),
+            ],
+            "error: OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE and OTEL_EXPORTER_OTLP_HEADERS are \
+             both set",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_HEADERS_FILE", bad)],
+            malformed.as_str(),
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE", "/no/such/headers")],
+            "error: OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE=/no/such/headers: cannot read the file",
+        ),
+    ] {
+        let mut cmd = env.command(&["check"]);
+        cmd.env("OTEL_TRACES_EXPORTER", "otlp")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS_FILE")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE");
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().await.unwrap();
+        assert!(!o.status.success(), "{vars:?} accepted");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(expected), "{vars:?}: {stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{vars:?}: {stderr}");
+        assert!(o.stdout.is_empty(), "{vars:?}: nothing ran");
+    }
 }
