@@ -429,9 +429,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), None).await.unwrap();
         let busy = CancellationFlag::default();
+        // Runs finished so far: the other process writes only once the server is busy (on a
+        // loaded machine the writers may not have started when it would otherwise write).
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writers: Vec<_> = (0..8)
             .map(|w| {
-                let (store, busy) = (store.clone(), busy.clone());
+                let (store, busy, finished) = (store.clone(), busy.clone(), finished.clone());
                 tokio::spawn(async move {
                     let state = ActorState {
                         name: format!("a{w}"),
@@ -457,12 +460,16 @@ mod tests {
                             .finish_run(id, RunOutcome::Success, None, Utc::now(), &state)
                             .await
                             .unwrap();
+                        finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         i += 1;
                     }
                     i
                 })
             })
             .collect();
+        while finished.load(std::sync::atomic::Ordering::Relaxed) < 8 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let path = dir.path().join(DB_FILE);
         let other = tokio::task::spawn_blocking(move || {
             let conn = connect(&path, "other").unwrap();
