@@ -61,7 +61,7 @@ BOT="http://127.0.0.1:$BOT_PORT"
 SPANS="http://127.0.0.1:$UI_PORT/api/spans"
 # A user's .env is not read (--env-file /dev/null), and what the assertions depend on is set here.
 COMPOSE=(podman-compose --env-file /dev/null -f docker-compose.observability.yml -f scripts/e2e/compose.e2e.yml)
-export OTEL_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+export OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
     OTEL_SERVICE_NAME=bot-server OTEL_TRACES_SAMPLER_ARG=1.0 DATABASE_URL= RUST_LOG=info LOG_FORMAT=text
 unset DISCORD_TOKEN DISCORD_TOKEN_FILE DISCORD_CHANNEL_ID DISCORD_WEBHOOK_URL
 # Ports are published on the default address, 127.0.0.1; step A asserts it.
@@ -402,7 +402,7 @@ echo "  Prometheus has $(scrapes) scrapes of the bot-server in the last 10 minut
 
 # ---------------------------------------------------------------------------------- D. traces
 step "D. traces flow: bot-server -> jaeger:4317 (OTLP receiver stand-in, not Jaeger)"
-podman exec botticelli-bot-server printenv OTEL_EXPORTER OTEL_EXPORTER_OTLP_ENDPOINT | paste -sd' ' | sed 's/^/  bot-server env: /'
+podman exec botticelli-bot-server printenv OTEL_TRACES_EXPORTER OTEL_EXPORTER_OTLP_ENDPOINT | paste -sd' ' | sed 's/^/  bot-server env: /'
 "${CHECK[@]}" spans --url "$SPANS" --timeout 90
 
 # ------------------------------------------------------------------------- E. stop / start
