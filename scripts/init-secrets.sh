@@ -9,7 +9,8 @@
 #                                   empty; put the URL of a Discord channel webhook in it to get
 #                                   the alerts in Discord (then: podman restart botticelli-alertmanager).
 #   secrets/discord_token, bot_discord_webhook_url, gemini_api_key, openai_api_key,
-#   anthropic_api_key               The bot-server's credentials (DISCORD_TOKEN_FILE, ...): left
+#   anthropic_api_key, otlp_headers The bot-server's credentials (DISCORD_TOKEN_FILE, ...,
+#                                   OTEL_EXPORTER_OTLP_HEADERS_FILE for a collector's token): left
 #                                   empty (= unset); write the ones you use (or set them in .env,
 #                                   not both), then `just restart-bot-server`.
 #
@@ -31,7 +32,7 @@ if [ ! -e "$dir/discord_webhook_url" ]; then
     echo "[secrets] created an empty $dir/discord_webhook_url: put a Discord webhook URL in it for Alertmanager's notifications"
 fi
 created=""
-for name in discord_token bot_discord_webhook_url gemini_api_key openai_api_key anthropic_api_key; do
+for name in discord_token bot_discord_webhook_url gemini_api_key openai_api_key anthropic_api_key otlp_headers; do
     if [ ! -e "$dir/$name" ]; then
         : >"$dir/$name"
         created="$created $name"
@@ -39,6 +40,6 @@ for name in discord_token bot_discord_webhook_url gemini_api_key openai_api_key 
 done
 [ -z "$created" ] || echo "[secrets] created empty$created in $dir/: write the bot-server's credentials there (or in .env, not both)"
 for name in grafana_admin_password discord_webhook_url discord_token bot_discord_webhook_url \
-    gemini_api_key openai_api_key anthropic_api_key; do
+    gemini_api_key openai_api_key anthropic_api_key otlp_headers; do
     chmod 0644 "$dir/$name"
 done

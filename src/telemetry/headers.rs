@@ -112,14 +112,24 @@ pub enum HeadersError {
     TracesFileWithPlainHeaders,
 }
 
-/// Which form of a headers variable is set: `NAME`, `NAME_FILE` or neither (`None`).
+/// Which form of a headers variable is set: `NAME`, `NAME_FILE` or neither (`None`). As for
+/// every secret ([`secret::lookup`]), an empty variable or an empty file counts as unset (a
+/// deployment may mount an empty secret file for headers it does not use); a file that cannot
+/// be read counts as set, so that reading it reports the error.
 ///
 /// # Errors
 ///
 /// Both set.
 fn form(name: &str, get: &impl Fn(&str) -> Option<String>) -> Result<Option<Form>, EnvValueError> {
     let set = |var: &str| get(var).is_some_and(|v| !v.is_empty());
-    match (set(name), set(&format!("{name}_FILE"))) {
+    let file_set = |var: &str| {
+        get(var)
+            .filter(|path| !path.is_empty())
+            .is_some_and(|path| {
+                std::fs::read_to_string(path).map_or(true, |content| !content.trim().is_empty())
+            })
+    };
+    match (set(name), file_set(&format!("{name}_FILE"))) {
         (true, true) => Err(EnvValueError::BothSet {
             name: name.to_owned(),
         }),
@@ -361,6 +371,22 @@ mod tests {
                 (TRACES_HEADERS, "k=v"),
                 ("OTEL_EXPORTER_OTLP_HEADERS_FILE", general)
             ])),
+            Ok(None)
+        );
+        // An empty headers file (an unused mounted secret) counts as unset: the plain variable
+        // applies, and is the exporter's to read.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let empty = empty.to_str().unwrap();
+        assert_eq!(
+            from_lookup(vars(&[
+                (HEADERS, "k=v"),
+                ("OTEL_EXPORTER_OTLP_HEADERS_FILE", empty)
+            ])),
+            Ok(None)
+        );
+        assert_eq!(
+            from_lookup(vars(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE", empty)])),
             Ok(None)
         );
         // Empty counts as unset.
