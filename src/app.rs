@@ -32,6 +32,17 @@ pub enum SetupError {
     Llm(#[from] crate::llm::LlmError),
     #[error("{0}")]
     Secret(String),
+    /// Several problems, each on its own line (`bot-server check` lists the same).
+    #[error("{} problems stop the server:{}", .0.len(), list(.0))]
+    Several(Vec<SetupError>),
+}
+
+/// Each error on its own indented line, with its causes.
+fn list(errors: &[SetupError]) -> String {
+    errors
+        .iter()
+        .map(|err| format!("\n  - {}", crate::error_chain(err)))
+        .collect()
 }
 
 /// What [`App::build`] takes besides the config.
@@ -205,12 +216,15 @@ pub fn check_credentials(
     llm: &LlmClients,
     has_discord_token: bool,
 ) -> Result<(), SetupError> {
-    match readiness_problems(config, narratives, llm, has_discord_token)
-        .into_iter()
-        .next()
-    {
-        Some(problem) => Err(problem.error),
-        None => Ok(()),
+    let mut errors: Vec<SetupError> =
+        readiness_problems(config, narratives, llm, has_discord_token)
+            .into_iter()
+            .map(|problem| problem.error)
+            .collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(SetupError::Several(errors)),
     }
 }
 

@@ -327,6 +327,17 @@ async fn serve_without_token_names_discord_token() {
         &o,
         "actor `tip`: posts to Discord channel target `chan` and needs a bot token: set DISCORD_TOKEN",
     );
+    // With the key missing too, `serve` names both problems, as `check` does.
+    let o = env
+        .command(&["serve"])
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("GEMINI_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert_fails_with(&o, "2 problems stop the server:");
+    assert_fails_with(&o, "needs a bot token: set DISCORD_TOKEN");
+    assert_fails_with(&o, "provider `gemini` needs an API key: set GEMINI_API_KEY");
 }
 
 /// `posts list|approve|reject` curate the queue by hand; approving a posted post is refused.
