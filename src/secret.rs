@@ -118,7 +118,7 @@ impl<'de> serde::Deserialize<'de> for Secret {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -129,7 +129,9 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    /// A variable lookup over `pairs`, for the tests of what reads secrets (here, the OTLP
+    /// headers).
+    pub(crate) fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

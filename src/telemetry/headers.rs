@@ -239,13 +239,7 @@ fn percent_decode(value: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::secret::tests::vars;
 
     fn exposed(entries: &[(String, Secret)]) -> Vec<(&str, &str)> {
         entries

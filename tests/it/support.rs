@@ -277,6 +277,17 @@ output = "json"
 "#;
 
 /// A three-act narrative ending in one post.
+/// One actor running the three-act `TIP` narrative once, posting to `chan`.
+pub const TIP_ONCE: &str = r#"
+[[actors]]
+name = "tip"
+narrative = "tip.toml"
+target = "chan"
+vars = { topic = "x" }
+[actors.schedule]
+type = "Immediate"
+"#;
+
 pub const TIP: &str = r#"
 [narrative]
 name = "tip"

@@ -128,17 +128,6 @@ fn backend(base_url: &str) -> SocketAddr {
     url.socket_addrs(|| None).unwrap()[0]
 }
 
-/// One actor running the three-act `TIP` narrative once, posting to `chan`.
-const TIP_ONCE: &str = r#"
-[[actors]]
-name = "tip"
-narrative = "tip.toml"
-target = "chan"
-vars = { topic = "x" }
-[actors.schedule]
-type = "Immediate"
-"#;
-
 /// `actor_server.toml` as [`TestEnv::config`] writes it, with the Discord and LLM base URLs
 /// replaced.
 fn config_with(env: &TestEnv, discord: &str, llm: &str) {

@@ -17,17 +17,6 @@ use tokio::process::{Child, Command};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// One actor running the three-act `TIP` narrative once, posting to `chan`.
-const TIP_ONCE: &str = r#"
-[[actors]]
-name = "tip"
-narrative = "tip.toml"
-target = "chan"
-vars = { topic = "x" }
-[actors.schedule]
-type = "Immediate"
-"#;
-
 /// `serve` with OTLP export to `endpoint` and a batch delay of a minute, so that spans reach
 /// the receiver only through the flush at shutdown; `extra` variables last. Stdout is
 /// discarded; stderr goes to `stderr.log` in the test directory.
