@@ -112,37 +112,35 @@ pub enum HeadersError {
     TracesFileWithPlainHeaders,
 }
 
-/// Which form of a headers variable is set: `NAME`, `NAME_FILE` or neither (`None`). As for
-/// every secret ([`secret::lookup`]), an empty variable or an empty file counts as unset (a
-/// deployment may mount an empty secret file for headers it does not use); a file that cannot
-/// be read counts as set, so that reading it reports the error.
+/// Which form of a headers variable is set: `NAME`, `NAME_FILE` (with what reading its file
+/// gave) or neither (`None`). The file is read by [`secret::lookup`], so an empty variable or
+/// an empty file counts as unset, as for every secret (a deployment may mount an empty secret
+/// file for headers it does not use); a file that cannot be read counts as set, and its error
+/// is reported when its form applies.
 ///
 /// # Errors
 ///
-/// Both set.
+/// Both set (before any error of the file).
 fn form(name: &str, get: &impl Fn(&str) -> Option<String>) -> Result<Option<Form>, EnvValueError> {
-    let set = |var: &str| get(var).is_some_and(|v| !v.is_empty());
-    let file_set = |var: &str| {
-        get(var)
-            .filter(|path| !path.is_empty())
-            .is_some_and(|path| {
-                std::fs::read_to_string(path).map_or(true, |content| !content.trim().is_empty())
-            })
-    };
-    match (set(name), file_set(&format!("{name}_FILE"))) {
-        (true, true) => Err(EnvValueError::BothSet {
+    let plain = get(name).is_some_and(|v| !v.is_empty());
+    // The file alone: the plain variable is hidden so that `lookup` does not compare the two.
+    let file = secret::lookup(name, |var| if var == name { None } else { get(var) })
+        .transpose()
+        .map(Form::File);
+    match (plain, file) {
+        (true, Some(_)) => Err(EnvValueError::BothSet {
             name: name.to_owned(),
         }),
-        (true, false) => Ok(Some(Form::Plain)),
-        (false, true) => Ok(Some(Form::File)),
-        (false, false) => Ok(None),
+        (true, None) => Ok(Some(Form::Plain)),
+        (false, file) => Ok(file),
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Form {
     Plain,
-    File,
+    /// The file's content (trailing newline trimmed), or why it could not be read.
+    File(Result<String, EnvValueError>),
 }
 
 /// The headers of the headers file that applies, if the one that applies is a file; `None`
@@ -155,17 +153,15 @@ enum Form {
 pub fn from_lookup(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<OtlpHeaders>, HeadersError> {
-    let (name, var) = match (form(TRACES_HEADERS, &get)?, form(HEADERS, &get)?) {
-        (Some(Form::File), Some(Form::Plain)) => {
+    let (text, var) = match (form(TRACES_HEADERS, &get)?, form(HEADERS, &get)?) {
+        (Some(Form::File(_)), Some(Form::Plain)) => {
             return Err(HeadersError::TracesFileWithPlainHeaders);
         }
-        (Some(Form::File), _) => (TRACES_HEADERS, "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE"),
-        (None, Some(Form::File)) => (HEADERS, "OTEL_EXPORTER_OTLP_HEADERS_FILE"),
+        (Some(Form::File(text)), _) => (text, "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE"),
+        (None, Some(Form::File(text))) => (text, "OTEL_EXPORTER_OTLP_HEADERS_FILE"),
         (Some(Form::Plain), _) | (None, Some(Form::Plain) | None) => return Ok(None),
     };
-    // The file's content (trimmed of its trailing newline), or the error naming the path.
-    let text = secret::lookup(name, &get)?.unwrap_or_default();
-    let entries = parse(&text).map_err(|(entry, problem)| HeadersError::Malformed {
+    let entries = parse(&text?).map_err(|(entry, problem)| HeadersError::Malformed {
         var,
         path: get(var).unwrap_or_default(),
         entry,
