@@ -37,10 +37,10 @@ pub enum SetupError {
     Several(Vec<SetupError>),
 }
 
-/// Each error on its own indented line, with its causes.
-fn list(errors: &[SetupError]) -> String {
+/// Each error on its own indented line, with its causes (`serve`'s and `check`'s lists).
+pub fn list<'a>(errors: impl IntoIterator<Item = &'a SetupError>) -> String {
     errors
-        .iter()
+        .into_iter()
         .map(|err| format!("\n  - {}", crate::error_chain(err)))
         .collect()
 }

@@ -91,10 +91,7 @@ pub fn check(
         return Ok(());
     }
     let credentials = problems.iter().filter(|p| p.credential).count();
-    let list: String = problems
-        .iter()
-        .map(|p| format!("\n  - {}", p.error))
-        .collect();
+    let list = crate::app::list(problems.iter().map(|p| &p.error));
     anyhow::bail!(
         "{}: {} problem(s) would stop `serve`:{list}{}",
         config_path.display(),
