@@ -170,6 +170,16 @@ impl ActorState {
         self.last_outcome = Some(outcome);
         self.circuit
     }
+
+    /// A run that failed for a reason that says nothing about the actor's health (a post
+    /// Discord refused for its content, see
+    /// [`RunError::counts_against_circuit`](crate::runner::RunError::counts_against_circuit)):
+    /// recorded as its last outcome, but it neither counts nor opens, closes or clears the
+    /// circuit (a half-open actor's next run is the trial again).
+    pub fn record_uncounted_failure(&mut self) -> Circuit {
+        self.last_outcome = Some(RunOutcome::Failure);
+        self.circuit
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +200,22 @@ mod tests {
             name: "a".into(),
             ..Default::default()
         }
+    }
+
+    /// A failure that does not count leaves the count and the circuit as they were, closed or
+    /// half-open, and is the last outcome.
+    #[test]
+    fn uncounted_failures_leave_the_circuit_alone() {
+        let mut state = actor();
+        state.record_outcome(RunOutcome::Failure, t(0), &SETTINGS);
+        for _ in 0..10 {
+            assert_eq!(state.record_uncounted_failure(), Circuit::Closed);
+        }
+        assert_eq!(state.consecutive_failures, 1);
+        assert_eq!(state.last_outcome, Some(RunOutcome::Failure));
+        state.circuit = Circuit::HalfOpen;
+        assert_eq!(state.record_uncounted_failure(), Circuit::HalfOpen);
+        assert_eq!(state.circuit_open_until, None);
     }
 
     /// Closed -> open after `max_consecutive_failures` failed runs, paused for the cool-down.

@@ -101,6 +101,8 @@ pub struct App {
 /// narrative needs.
 pub fn load_narratives(config: &Config) -> Result<BTreeMap<PathBuf, Arc<Narrative>>, SetupError> {
     let mut narratives: BTreeMap<PathBuf, Arc<Narrative>> = BTreeMap::new();
+    // Actors' vars were checked when the config was loaded; narratives' [vars] are here.
+    let secrets = config.process_secrets();
     for actor in &config.actors {
         let Some(path) = &actor.narrative else {
             continue;
@@ -108,12 +110,12 @@ pub fn load_narratives(config: &Config) -> Result<BTreeMap<PathBuf, Arc<Narrativ
         let narrative = match narratives.get(path) {
             Some(n) => n.clone(),
             None => {
-                let n = Arc::new(Narrative::load(path).map_err(|source| {
-                    SetupError::ActorNarrative {
+                let n = Narrative::load(path)
+                    .and_then(|n| n.refuse_secrets_in_vars(&secrets).map(|()| Arc::new(n)))
+                    .map_err(|source| SetupError::ActorNarrative {
                         actor: actor.name.clone(),
                         source: Box::new(source),
-                    }
-                })?);
+                    })?;
                 narratives.insert(path.clone(), n.clone());
                 n
             }

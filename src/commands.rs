@@ -136,6 +136,23 @@ pub async fn run_narrative(
         None => LlmClients::new(&file.providers)?,
     };
     let narrative = Narrative::load(&cmd.narrative)?;
+    // What reaches the prompts must hold no secret: the narrative's [vars] and each --var
+    // (a shell expands `--var t=$DISCORD_TOKEN` before the server sees it).
+    let secrets = crate::secret::Known::from_environment(
+        file.providers
+            .values()
+            .filter_map(|p| p.api_key_env.as_deref()),
+    );
+    narrative.refuse_secrets_in_vars(&secrets)?;
+    if let Some((name, secret)) = cmd
+        .vars
+        .iter()
+        .find_map(|(name, value)| Some((name, secrets.found_in(value)?)))
+    {
+        anyhow::bail!(
+            "--var {name}: the value holds the value of {secret}, a secret: variables go into the prompts, which are sent to the model; remove it"
+        );
+    }
     let options = RunOptions {
         vars: cmd.vars.clone(),
         builtins: BTreeMap::from([

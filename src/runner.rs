@@ -45,6 +45,26 @@ impl RunError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Self::Narrative(NarrativeError::Cancelled { .. }))
     }
+
+    /// Whether this failure counts against the actor's circuit breaker: it says something
+    /// about the actor that its next run would meet again (its narrative or model failed, its
+    /// output is unusable, its target refuses the bot: 401, 403, 404, no token). A post that
+    /// Discord refused for what it says (400 such as AutoMod, 413) or could not take just then
+    /// (429, 5xx, a timeout, a webhook that may have posted) does not: the post is kept or set
+    /// aside with its reason, and the next run goes ahead.
+    pub fn counts_against_circuit(&self) -> bool {
+        match self {
+            Self::Delivery { source, .. } => matches!(
+                source,
+                DeliveryError::Unauthorized
+                    | DeliveryError::WebhookUnauthorized
+                    | DeliveryError::Forbidden { .. }
+                    | DeliveryError::NotFound { .. }
+                    | DeliveryError::MissingToken
+            ),
+            _ => true,
+        }
+    }
 }
 
 /// What a successful run did.

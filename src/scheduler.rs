@@ -416,8 +416,15 @@ impl RunTask {
             ),
         };
         let was = state.circuit;
-        let circuit =
-            state.record_outcome(outcome, finished, &BreakerSettings::of(&app.config.server));
+        let counts = match &result {
+            Ok(Err(err)) => err.counts_against_circuit(),
+            _ => true,
+        };
+        let circuit = if counts {
+            state.record_outcome(outcome, finished, &BreakerSettings::of(&app.config.server))
+        } else {
+            state.record_uncounted_failure()
+        };
         match outcome {
             RunOutcome::Success => {
                 if was != Circuit::Closed {
@@ -428,6 +435,10 @@ impl RunTask {
                 // Not the actor's fault: run it again promptly after the restart.
                 state.last_run_at = previous_last_run;
                 tracing::warn!(actor = %actor.name, run = run_id, "run cancelled by shutdown");
+            }
+            _ if !counts => {
+                let cause = error.as_deref().unwrap_or_default();
+                tracing::warn!(actor = %actor.name, run = run_id, outcome = outcome.as_str(), cause, "run failed on a refused post; not counted against the circuit");
             }
             _ => {
                 let cause = error.as_deref().unwrap_or_default();

@@ -3,6 +3,10 @@
 //!
 //! `Secret` has no `Display`, and its `Debug` prints `***`, so a secret cannot end up in a log
 //! line, an error message, a metric label or a span attribute by accident.
+//!
+//! [`Known`] holds the values of the secrets the process can see, so that no value which
+//! reaches a template (an actor's `vars`, a narrative's `[vars]`, `run --var`) carries one:
+//! what a template renders is sent to the model and can end up in a post.
 
 use std::fmt;
 
@@ -117,6 +121,101 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Whether an environment variable's name says it holds a secret: the bot token, the database
+/// URL, provider keys, webhook URLs, and anything named like a token, key, secret or password.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let name = name.strip_suffix("_FILE").unwrap_or(&name);
+    name == "DATABASE_URL"
+        || name.contains("WEBHOOK")
+        || [
+            "TOKEN",
+            "KEY",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "CREDENTIALS",
+        ]
+        .iter()
+        .any(|word| name == *word || name.ends_with(&format!("_{word}")))
+}
+
+/// The values of the secrets a process can see, each with where it comes from (a variable's
+/// name, or the config key that holds it), to refuse any of them in a value that reaches a
+/// template: a narrative's prompts are sent to the model, and its answer is posted.
+#[derive(Default, Clone)]
+pub struct Known {
+    entries: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Known {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.entries.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Known").field("names", &names).finish()
+    }
+}
+
+impl Known {
+    /// Values shorter than this are not looked for: a 3-character "key" in a test setup would
+    /// match ordinary words, and no real credential is this short.
+    pub const MIN_CHARS: usize = 8;
+
+    /// Adds `value`, the secret called `name` (`DISCORD_TOKEN`, `the webhook URL of
+    /// [targets.hook]`); an empty or very short value is ignored.
+    pub fn add(&mut self, name: impl Into<String>, value: &str) {
+        let value = value.trim();
+        if value.chars().count() >= Self::MIN_CHARS
+            && !self.entries.iter().any(|(_, known)| known == value)
+        {
+            self.entries.push((name.into(), value.to_owned()));
+        }
+    }
+
+    /// Adds the secret read by [`lookup`] under each of `names` (a variable or its `_FILE`
+    /// form). A variable that cannot be read is skipped: reading it for use reports the error.
+    pub fn add_vars<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        get: impl Fn(&str) -> Option<String>,
+    ) {
+        for name in names {
+            if let Ok(Some(value)) = lookup(name, &get) {
+                self.add(name, &value);
+            }
+        }
+    }
+
+    /// The secrets of the process environment: every variable named like a secret
+    /// ([`is_secret_name`], or its `_FILE` form), and the variables of `names` whatever they
+    /// are called (an API key in a variable a provider's `api_key_env` names).
+    pub fn from_environment<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut known = Self::default();
+        let mut secret_names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| is_secret_name(name))
+            .map(|name| match name.strip_suffix("_FILE") {
+                Some(base) => base.to_owned(),
+                None => name,
+            })
+            .collect();
+        secret_names.extend(names.into_iter().map(str::to_owned));
+        secret_names.sort();
+        secret_names.dedup();
+        known.add_vars(secret_names.iter().map(String::as_str), |var| {
+            std::env::var(var).ok()
+        });
+        known
+    }
+
+    /// The name of the first secret whose value `text` contains.
+    pub fn found_in(&self, text: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, value)| text.contains(value.as_str()))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -205,5 +304,44 @@ pub(crate) mod tests {
             err,
             "GEMINI_API_KEY_FILE=/nonexistent/key: cannot read the file (entity not found); fix the path or unset GEMINI_API_KEY_FILE"
         );
+    }
+
+    /// A secret's value is found inside a longer text and named; short values are ignored,
+    /// and `Debug` shows names only.
+    #[test]
+    fn known_values_are_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "key-from-a-file-123\n").unwrap();
+        let mut known = Known::default();
+        known.add_vars(
+            ["DISCORD_TOKEN", "GEMINI_API_KEY", "SHORT"],
+            vars(&[
+                ("DISCORD_TOKEN", "MTIz.bot-token.xyz"),
+                ("GEMINI_API_KEY_FILE", file.to_str().unwrap()),
+                ("SHORT", "abc"),
+            ]),
+        );
+        known.add(
+            "the webhook URL of [targets.hook]",
+            "https://discord.com/api/webhooks/1/tok",
+        );
+        assert_eq!(
+            known.found_in("say MTIz.bot-token.xyz now"),
+            Some("DISCORD_TOKEN")
+        );
+        assert_eq!(
+            known.found_in("key-from-a-file-123"),
+            Some("GEMINI_API_KEY")
+        );
+        assert_eq!(
+            known.found_in("post to https://discord.com/api/webhooks/1/tok"),
+            Some("the webhook URL of [targets.hook]")
+        );
+        assert_eq!(known.found_in("abc"), None);
+        assert_eq!(known.found_in("nothing here"), None);
+        let debug = format!("{known:?}");
+        assert!(!debug.contains("bot-token"), "{debug}");
+        assert!(debug.contains("DISCORD_TOKEN"), "{debug}");
     }
 }

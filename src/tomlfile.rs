@@ -54,24 +54,7 @@ pub enum TomlFileError {
     },
 }
 
-/// Whether an environment variable's name says it holds a secret: the bot token, the database
-/// URL, provider keys, webhook URLs, and anything named like a token, key, secret or password.
-pub fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_uppercase();
-    let name = name.strip_suffix("_FILE").unwrap_or(&name);
-    name == "DATABASE_URL"
-        || name.contains("WEBHOOK")
-        || [
-            "TOKEN",
-            "KEY",
-            "SECRET",
-            "PASSWORD",
-            "PASSWD",
-            "CREDENTIALS",
-        ]
-        .iter()
-        .any(|word| name == *word || name.ends_with(&format!("_{word}")))
-}
+pub use crate::secret::is_secret_name;
 
 /// Reads and parses `path` without the environment: `${VAR}` is text, except that a reference
 /// to a secret's name ([`is_secret_name`]) is an error.
@@ -135,8 +118,67 @@ pub fn parse<T: DeserializeOwned>(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<T, TomlFileError> {
-    let (text, secrets) = interpolate(path, text, env)?;
-    deserialize(path, &text).map_err(|err| redact(err, &secrets))
+    Interpolated::new(path, text, env)?.deserialize()
+}
+
+/// A file's text with its `${VAR}` references replaced ([`interpolate`]), and the secrets that
+/// went into it.
+pub struct Interpolated {
+    path: PathBuf,
+    text: String,
+    /// Each secret's variable and value, to keep them out of errors and templates.
+    secrets: Vec<(String, String)>,
+}
+
+impl Interpolated {
+    /// Replaces the `${VAR}` references of `text` (the content of `path`) using `env`.
+    ///
+    /// # Errors
+    ///
+    /// When a variable is unset without a default, or cannot be read.
+    pub fn new(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, TomlFileError> {
+        let (text, secrets) = interpolate(path, text, env)?;
+        Ok(Self {
+            path: path.to_owned(),
+            text,
+            secrets,
+        })
+    }
+
+    /// The text after interpolation: its lines are the file's lines.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The secrets that went into the text (variables named like one, or read from a file):
+    /// each variable's name and value.
+    pub fn secret_values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.secrets
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
+    /// The text parsed as `T`; secrets in a parse error's quote are replaced by `***`.
+    ///
+    /// # Errors
+    ///
+    /// When the content does not match `T`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, TomlFileError> {
+        deserialize(&self.path, &self.text).map_err(|err| redact(err, &self.secrets))
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn deserialize<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, TomlFileError> {
@@ -162,20 +204,13 @@ fn deserialize<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, TomlFi
     })
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// Replaces `${NAME}` (or `${NAME:-default}`) with the variable's value ([`crate::secret::lookup`]:
 /// `NAME`, or the file named by `NAME_FILE`; an empty variable counts as unset, as with the
 /// shell's `:-`), escaped for a TOML basic string (where such references belong), so a value
 /// cannot change the file's structure. `$${` is a literal `${`. Comment lines are left alone,
 /// so a commented-out reference needs no variable. Returns the text and the values that are
-/// secrets (named like one, or read from a file), for [`redact`].
+/// secrets (named like one, or read from a file), each with its variable's name, for
+/// [`redact`] and [`Interpolated::secrets`].
 ///
 /// Hand-written: no maintained crate does "environment interpolation with line-numbered errors"
 /// without also bringing a template language the config does not want.
@@ -183,7 +218,7 @@ fn interpolate(
     path: &Path,
     text: &str,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<(String, Vec<String>), TomlFileError> {
+) -> Result<(String, Vec<(String, String)>), TomlFileError> {
     let mut secrets = Vec::new();
     if !text.contains("${") {
         return Ok((text.to_owned(), secrets));
@@ -218,7 +253,7 @@ fn interpolate(
                     (Some(value), _) => {
                         let from_file = env(&format!("{var}_FILE")).is_some_and(|v| !v.is_empty());
                         if (from_file || is_secret_name(var)) && !value.is_empty() {
-                            secrets.push(value.clone());
+                            secrets.push((var.to_owned(), value.clone()));
                         }
                         value
                     }
@@ -254,11 +289,11 @@ fn interpolate(
 
 /// `err` with every secret in `secrets` replaced by `***`: a parse error quotes the text
 /// around it, which may hold an interpolated token or webhook URL.
-fn redact(err: TomlFileError, secrets: &[String]) -> TomlFileError {
+fn redact(err: TomlFileError, secrets: &[(String, String)]) -> TomlFileError {
     let clean = |text: String| {
-        secrets
-            .iter()
-            .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
+        secrets.iter().fold(text, |text, (_, secret)| {
+            text.replace(secret.as_str(), "***")
+        })
     };
     match err {
         TomlFileError::Parse {

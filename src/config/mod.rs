@@ -192,6 +192,17 @@ pub struct Config {
 pub enum ConfigError {
     #[error(transparent)]
     File(#[from] TomlFileError),
+    #[error(
+        "{path}{line}: `{key}` holds the value of {secret}, a secret: an actor's vars go into its narrative's prompts, which are sent to the model and can end up in a post; remove it (credentials are read only where they are used: DISCORD_TOKEN, provider keys, webhook URLs in [targets])"
+    )]
+    SecretInVars {
+        path: PathBuf,
+        /// `:LINE`, or empty when the line is unknown.
+        line: String,
+        key: String,
+        /// Which secret: its variable's name, or the config key holding it.
+        secret: String,
+    },
     #[error("{path}: `{key}`: {message}")]
     Invalid {
         path: PathBuf,
@@ -208,8 +219,122 @@ impl Config {
     /// When the file cannot be read or parsed, or a value is invalid; the error names the file
     /// and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file: ConfigFile = tomlfile::load(path)?;
-        Self::from_file(path, file)
+        let text = std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates `text` as the content of `path`, looking `${VAR}` up with `env`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Config::load`]; also an actor's `vars` value that holds a secret
+    /// ([`ConfigError::SecretInVars`]).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let doc = tomlfile::Interpolated::new(path, text, &env)?;
+        let config = Self::from_file(path, doc.deserialize()?)?;
+        let mut secrets = config.known_secrets(&env);
+        for (name, value) in doc.secret_values() {
+            secrets.add(name, value);
+        }
+        config.refuse_secrets_in_vars(&doc, &secrets)?;
+        Ok(config)
+    }
+
+    /// The variables that hold this config's credentials: the bot token, the database URL
+    /// and each provider's key (`api_key_env`, or the kind's default).
+    pub fn credential_variables(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["DISCORD_TOKEN", "DATABASE_URL"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for (name, provider) in &self.providers {
+            let kind = provider
+                .kind
+                .or_else(|| crate::llm::ProviderKind::from_name(name));
+            names.extend(provider.api_key_env.clone().or_else(|| {
+                kind.and_then(|k| k.default_api_key_env())
+                    .map(str::to_owned)
+            }));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The secrets this config can reach: its credentials' variables as `env` has them, and
+    /// its webhook URLs.
+    pub fn known_secrets(&self, env: impl Fn(&str) -> Option<String>) -> crate::secret::Known {
+        let mut known = crate::secret::Known::default();
+        known.add_vars(self.credential_variables().iter().map(String::as_str), env);
+        self.add_webhooks(&mut known);
+        known
+    }
+
+    /// The secrets of the process: every variable named like a secret, this config's
+    /// credentials' variables, and its webhook URLs (for narratives' `[vars]` and `run --var`).
+    pub fn process_secrets(&self) -> crate::secret::Known {
+        let names = self.credential_variables();
+        let mut known = crate::secret::Known::from_environment(names.iter().map(String::as_str));
+        self.add_webhooks(&mut known);
+        known
+    }
+
+    fn add_webhooks(&self, known: &mut crate::secret::Known) {
+        for actor in &self.actors {
+            if let Target::Webhook { url } = &actor.target {
+                known.add(
+                    format!("the webhook URL of target `{}`", actor.target_name),
+                    url.expose(),
+                );
+            }
+        }
+    }
+
+    /// Refuses an actor's `vars` value holding one of `secrets`, naming the line where it is.
+    fn refuse_secrets_in_vars(
+        &self,
+        doc: &tomlfile::Interpolated,
+        secrets: &crate::secret::Known,
+    ) -> Result<(), ConfigError> {
+        /// Only the actors' `vars`, with where each value stands in the file.
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            actors: Vec<ProbeActor>,
+        }
+        #[derive(Deserialize)]
+        struct ProbeActor {
+            #[serde(default)]
+            vars: BTreeMap<String, toml::Spanned<String>>,
+        }
+        // The file has parsed as a `ConfigFile` already, so this parse cannot fail on what it
+        // reads; an error would only skip the line numbers, never the check below.
+        let lines: Option<Probe> = toml::from_str(doc.text()).ok();
+        for (index, actor) in self.actors.iter().enumerate() {
+            for (var, value) in &actor.vars {
+                let Some(secret) = secrets.found_in(value) else {
+                    continue;
+                };
+                let line = lines
+                    .as_ref()
+                    .and_then(|probe| probe.actors.get(index)?.vars.get(var))
+                    .map(|spanned| tomlfile::line_of(doc.text(), spanned.span().start));
+                return Err(ConfigError::SecretInVars {
+                    path: self.path.clone(),
+                    line: line.map(|l| format!(":{l}")).unwrap_or_default(),
+                    key: format!("actors[{index}].vars.{var}"),
+                    secret: secret.to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Validates an already parsed file; `path` locates relative paths and names errors.

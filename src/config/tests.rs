@@ -4,9 +4,71 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    let file: ConfigFile =
-        tomlfile::parse(Path::new("/etc/bot/actor_server.toml"), text, |_| None)?;
-    Config::from_file(Path::new("/etc/bot/actor_server.toml"), file)
+    Config::parse(Path::new("/etc/bot/actor_server.toml"), text, |_| None)
+}
+
+/// A secret in an actor's `vars` (by reference, through a file, pasted, or a webhook URL) is
+/// refused with the file, the line and the key, never its value: vars go into the prompts.
+#[test]
+fn secrets_in_actor_vars_are_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "file-held-key-123\n").unwrap();
+    let key_file = key_file.to_str().unwrap().to_owned();
+    let token = "MTIzNDU2.bot-token.s3cret";
+    let hook = "https://discord.com/api/webhooks/1/hook-s3cret";
+    let env = |name: &str| match name {
+        "DISCORD_TOKEN" => Some(token.to_owned()),
+        "DISCORD_WEBHOOK_URL" => Some(hook.to_owned()),
+        "TOPIC_FILE" => Some(key_file.clone()),
+        _ => None,
+    };
+    let config = |vars: &str| {
+        format!(
+            "[targets.hook]\ntype = \"webhook\"\nurl = \"${{DISCORD_WEBHOOK_URL}}\"\n\
+             [[actors]]\nname = \"a\"\nnarrative = \"n.toml\"\ntarget = \"hook\"\n\
+             vars = {{ topic = \"rust\" }}\n[actors.schedule]\ntype = \"immediate\"\n\
+             [[actors]]\nname = \"b\"\nnarrative = \"n.toml\"\ntarget = \"hook\"\n\
+             {vars}\n[actors.schedule]\ntype = \"immediate\"\n"
+        )
+    };
+    let path = Path::new("/etc/bot/actor_server.toml");
+    let refused = |vars: &str| {
+        Config::parse(path, &config(vars), env)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = refused("vars = { topic = \"go\", t = \"${DISCORD_TOKEN}\" }");
+    assert!(
+        e.starts_with("/etc/bot/actor_server.toml:15: `actors[1].vars.t` holds the value of DISCORD_TOKEN, a secret: "),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    // Pasted, in a [actors.vars] table of its own.
+    let e = refused(&format!("[actors.vars]\nx = \"a\"\ny = \"say {token}\""));
+    assert!(
+        e.starts_with(
+            "/etc/bot/actor_server.toml:17: `actors[1].vars.y` holds the value of DISCORD_TOKEN"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    // Read from a file under a name that says nothing.
+    let e = refused("vars = { t = \"${TOPIC}\" }");
+    assert!(
+        e.contains(":15: `actors[1].vars.t` holds the value of TOPIC, a secret"),
+        "{e}"
+    );
+    // A webhook URL, pasted or by reference.
+    let e = refused(&format!("vars = {{ t = \"{hook}\" }}"));
+    assert!(
+        e.contains("holds the value of the webhook URL of target `hook`"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    // Ordinary values load.
+    let ok = Config::parse(path, &config("vars = { t = \"${HOME:-x}\" }"), env).unwrap();
+    assert_eq!(ok.actors[1].vars["t"], "x");
 }
 
 #[test]

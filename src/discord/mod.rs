@@ -96,10 +96,8 @@ pub enum DeliveryError {
     Unauthorized,
     #[error("Discord rejected the webhook (401): its token is wrong; check the webhook URL")]
     WebhookUnauthorized,
-    #[error(
-        "Discord refused access to channel {channel_id} (403 Missing Access/Permissions): give the bot Send Messages there"
-    )]
-    Forbidden { channel_id: u64 },
+    #[error("Discord refused access to {what} (403 Missing Access/Permissions): {fix}")]
+    Forbidden { what: String, fix: &'static str },
     #[error("Discord does not know {what} (404): check the id")]
     NotFound { what: String },
     #[error("Discord rate limited the request for {retry_after_seconds:.1}s (global: {global})")]
@@ -107,8 +105,12 @@ pub enum DeliveryError {
         retry_after_seconds: f64,
         global: bool,
     },
-    #[error("Discord answered {status}: {message}")]
-    Api { status: u16, message: String },
+    #[error("Discord answered {status} for {what}: {message}")]
+    Api {
+        what: String,
+        status: u16,
+        message: String,
+    },
     #[error("Discord request failed: {0}")]
     Transport(String),
     /// The connection could not be made: nothing was sent, so sending again is safe.
@@ -533,7 +535,12 @@ impl Delivery {
             401 if endpoint.channel_id.is_some() => Err(DeliveryError::Unauthorized),
             401 => Err(DeliveryError::WebhookUnauthorized),
             403 => Err(DeliveryError::Forbidden {
-                channel_id: endpoint.channel_id.unwrap_or_default(),
+                what: endpoint.what.clone(),
+                fix: if endpoint.channel_id.is_some() {
+                    "give the bot View Channel and Send Messages there"
+                } else {
+                    "the webhook lost access to its channel; check it in the channel's Integrations settings, or make a new one"
+                },
             }),
             404 => Err(DeliveryError::NotFound {
                 what: endpoint.what.clone(),
@@ -543,6 +550,7 @@ impl Delivery {
                     .map(|b| b.message)
                     .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
                 Err(DeliveryError::Api {
+                    what: endpoint.what.clone(),
                     status,
                     message: crate::excerpt(&message, 300),
                 })

@@ -186,7 +186,9 @@ impl Narrative {
                     .template_from_named_str(&template_name, &source)
                     .map_err(|e| invalid(key.clone(), format!("invalid template: {e}")))?;
                 for var in tmpl.undeclared_variables(false) {
-                    if earlier.contains(&var) {
+                    // Built-in functions (`range`, `dict`, `namespace`...) are globals of the
+                    // environment, not variables a run must supply.
+                    if earlier.contains(&var) || env.globals().any(|(name, _)| name == var) {
                         continue;
                     }
                     if var == *name {
@@ -264,6 +266,38 @@ impl Narrative {
                 narrative: self.name.clone(),
                 act,
                 var: var.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a `[vars]` value that holds one of `secrets`, naming the file and line.
+    ///
+    /// # Errors
+    ///
+    /// [`NarrativeError::SecretInVars`] for the first such value.
+    pub fn refuse_secrets_in_vars(
+        &self,
+        secrets: &crate::secret::Known,
+    ) -> Result<(), NarrativeError> {
+        for (var, value) in &self.defaults {
+            let Some(secret) = secrets.found_in(value) else {
+                continue;
+            };
+            // The value as written is on the line that holds it (a value with escapes is not
+            // found: the error then names the key only). Reading the file is a rare path.
+            let line = std::fs::read_to_string(&self.path)
+                .ok()
+                .and_then(|text| {
+                    let at = text.find(value.lines().next().unwrap_or_default())?;
+                    Some(format!(":{}", tomlfile::line_of(&text, at)))
+                })
+                .unwrap_or_default();
+            return Err(NarrativeError::SecretInVars {
+                path: self.path.clone(),
+                line,
+                var: var.clone(),
+                secret: secret.to_owned(),
             });
         }
         Ok(())
@@ -359,6 +393,19 @@ max_tokens = 400
             .to_string();
         assert!(e.contains("act `draft` uses `{{ topic }}`"), "{e}");
         n.check_variables(&BTreeMap::from([("topic".into(), "rust".into())]), &[])
+            .unwrap();
+    }
+
+    /// minijinja's built-in functions (`range`, `dict`, `namespace`) are not variables to
+    /// supply: a narrative using them loads, needs nothing, and renders.
+    #[test]
+    fn builtin_functions_are_not_missing_variables() {
+        let n = parse(
+            "[narrative]\nname = \"r\"\n[acts]\nonly = \"{% for i in range(3) %}{{ i }}{% endfor %} {{ dict(a=1).a }} {% set ns = namespace(n=2) %}{{ ns.n }} {{ topic }}\"\n",
+        )
+        .unwrap();
+        assert_eq!(n.variables, BTreeSet::from(["topic".to_owned()]));
+        n.check_variables(&BTreeMap::from([("topic".into(), "x".into())]), &[])
             .unwrap();
     }
 }

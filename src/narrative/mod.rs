@@ -107,6 +107,17 @@ pub enum NarrativeError {
     },
     #[error("narrative `{narrative}`: stopped before act `{act}` (shutting down)")]
     Cancelled { narrative: String, act: String },
+    #[error(
+        "{path}{line}: `vars.{var}` holds the value of {secret}, a secret: a narrative's variables go into its prompts, which are sent to the model and can end up in a post; remove it"
+    )]
+    SecretInVars {
+        path: PathBuf,
+        /// `:LINE`, or empty when the value is not found as written in the file.
+        line: String,
+        var: String,
+        /// Which secret: its variable's name, or the config key holding it.
+        secret: String,
+    },
 }
 
 /// The result of one act.

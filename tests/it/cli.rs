@@ -556,6 +556,73 @@ async fn narrative_naming_a_secret_is_refused() {
     assert!(!stderr(&o).contains(DISCORD_TOKEN) && !stdout(&o).contains(DISCORD_TOKEN));
 }
 
+/// A secret can reach a prompt by no other way either: an actor's `vars` (`${DISCORD_TOKEN}`
+/// in the server config, which `check` passed before), a narrative's `[vars]` holding the
+/// token's value, and `run --var` with it (as a shell expands `--var t=$DISCORD_TOKEN`) are each
+/// refused with the file and line (or the option), before any model call, never showing it.
+#[tokio::test]
+async fn secrets_in_vars_are_refused_before_any_prompt() {
+    let env = TestEnv::new().await;
+    env.write("tip.toml", TIP);
+    env.config(
+        "",
+        "[[actors]]\nname = \"tip\"\nnarrative = \"tip.toml\"\ntarget = \"chan\"\nvars = { topic = \"${DISCORD_TOKEN}\" }\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    let line = std::fs::read_to_string(env.path("actor_server.toml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("vars = "))
+        .unwrap()
+        + 1;
+    let mut outputs = Vec::new();
+    for args in [&["check"][..], &["serve"]] {
+        let o = output(&env, args).await;
+        assert_fails_with(
+            &o,
+            &format!(
+                "actor_server.toml:{line}: `actors[0].vars.topic` holds the value of DISCORD_TOKEN, a secret"
+            ),
+        );
+        outputs.push(o);
+    }
+    // The narrative's [vars], with the token pasted in.
+    env.write(
+        "leaky.toml",
+        &format!("[narrative]\nname = \"leaky\"\n[vars]\nsign = \"from {DISCORD_TOKEN}\"\n[acts]\nonly = \"Sign with {{{{ sign }}}}\"\n"),
+    );
+    env.config(
+        "",
+        "[[actors]]\nname = \"leaky\"\nnarrative = \"leaky.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Immediate\"\n",
+    );
+    for args in [&["check"][..], &["run", "leaky.toml"]] {
+        let o = output(&env, args).await;
+        assert_fails_with(
+            &o,
+            "leaky.toml:4: `vars.sign` holds the value of DISCORD_TOKEN, a secret",
+        );
+        outputs.push(o);
+    }
+    let o = output(
+        &env,
+        &[
+            "run",
+            "tip.toml",
+            "--var",
+            &format!("topic={DISCORD_TOKEN}"),
+        ],
+    )
+    .await;
+    assert_fails_with(
+        &o,
+        "--var topic: the value holds the value of DISCORD_TOKEN, a secret",
+    );
+    outputs.push(o);
+    assert_eq!(env.llm.request_count(), 0, "no prompt was sent");
+    for o in &outputs {
+        assert!(!stderr(o).contains(DISCORD_TOKEN) && !stdout(o).contains(DISCORD_TOKEN));
+    }
+}
+
 /// A config named with `--config` that does not exist is an error naming it, for `run` (which
 /// does without a config only when none was named) and `healthcheck` as for `check` and `serve`.
 #[tokio::test]

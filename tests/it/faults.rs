@@ -366,6 +366,49 @@ async fn refused_post_is_set_aside_and_never_blocks_later_posts() {
     running.stop().await;
 }
 
+/// Posts refused for their content (AutoMod) say nothing about the actor's health: more of
+/// them in a row than `max_consecutive_failures` leave its circuit closed and its runs on
+/// schedule (before, five refusals opened the circuit and paused the actor for 300 s). A
+/// target that refuses the bot (403) does count, and opens the circuit.
+#[tokio::test(start_paused = true)]
+async fn refused_posts_do_not_open_the_circuit_but_a_refusing_target_does() {
+    use bot_server::actor_state::Circuit;
+    let env = TestEnv::new().await;
+    env.write(
+        "one.toml",
+        "[narrative]\nname = \"one\"\n[acts]\nonly = \"news at {{ now }}\"\n",
+    );
+    for _ in 0..6 {
+        env.discord.push_failure(Fail::BlockedByAutoMod);
+    }
+    let config = env.config(
+        "max_consecutive_failures = 5\ncircuit_cooldown_seconds = 300",
+        "[[actors]]\nname = \"poster\"\nnarrative = \"one.toml\"\ntarget = \"chan\"\n[actors.schedule]\ntype = \"Interval\"\nseconds = 10\n",
+    );
+    let running = Serving::start(env.app(&config).await).await;
+    let app = running.app.clone();
+    // Six refused posts, then the seventh run posts: 10 s apart, no pause.
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    let states = app.store.actor_states().await.unwrap();
+    assert_eq!(states[0].circuit, Circuit::Closed, "{states:?}");
+    assert_eq!(states[0].consecutive_failures, 0, "{states:?}");
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+    let failed = app
+        .store
+        .posts(Some(bot_server::store::PostStatus::Failed), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 6);
+    // The channel now refuses the bot: that repeats on every run, so it counts.
+    for _ in 0..5 {
+        env.discord.push_failure(Fail::Status(403));
+    }
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    let states = app.store.actor_states().await.unwrap();
+    assert_eq!(states[0].circuit, Circuit::Open, "{states:?}");
+    running.stop().await;
+}
+
 /// The server dies after Discord accepted a message and before it was recorded; on restart the
 /// re-send loop sends it again at once, inside Discord's nonce window (the actor's next fire is
 /// an hour away, long past the window): one message, and the post records its id. Then, past
@@ -684,6 +727,17 @@ async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
                 SetAside => PostStatus::Failed,
             };
             assert_eq!(first.status, wanted, "{case}: {first:?}");
+            if let Some(error) = first.last_error.as_deref().filter(|_| expected == SetAside) {
+                // The reason names the target it is about (a webhook's 403 once said
+                // "channel 0").
+                let named = if webhook {
+                    format!("webhook {WEBHOOK}")
+                } else {
+                    format!("channel {CHANNEL}")
+                };
+                assert!(error.contains(&named), "{case}: {error}");
+                assert!(!error.contains("channel 0"), "{case}: {error}");
+            }
             assert!(
                 posts[1..].iter().all(|p| p.status == PostStatus::Posted),
                 "{case}: later posts held up: {posts:?}"
