@@ -15,20 +15,55 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How often the loop looks for posts to re-send.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest wait between two attempts of one post.
-const MAX_BACKOFF_SECONDS: i64 = 60;
+const MAX_BACKOFF_SECONDS: u64 = 60;
 
-/// When a post left `sending` is due again: 1 s after its last attempt, doubling with each
-/// attempt up to 60 s.
-pub fn next_attempt_at(post: &Post) -> DateTime<Utc> {
-    let exponent = post.attempts.saturating_sub(1).min(6);
-    let backoff = (1_i64 << exponent).min(MAX_BACKOFF_SECONDS);
-    post.updated_at + chrono::Duration::seconds(backoff)
+/// The wait after a post's `attempts`-th attempt: 1 s, doubling with each attempt up to 60 s.
+fn backoff(attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(6);
+    Duration::from_secs((1_u64 << exponent).min(MAX_BACKOFF_SECONDS))
+}
+
+/// When each post's last attempt was, on the monotonic clock: a wait is timed from there, so
+/// a step of the wall clock neither holds a post (a last attempt an hour "in the future"
+/// after the clock went back) nor hurries it. A post first seen by this process takes its
+/// last attempt from the store's wall-clock `updated_at`, never later than now.
+#[derive(Default)]
+struct LastAttempts {
+    seen: HashMap<i64, (u32, Instant)>,
+}
+
+impl LastAttempts {
+    /// Whether `post` is due, at `now` (wall) and `at` (monotonic).
+    fn due(&mut self, post: &Post, now: DateTime<Utc>, at: Instant) -> bool {
+        let (attempts, last) = *self.seen.entry(post.id).or_insert_with(|| {
+            let ago = (now - post.updated_at).to_std().unwrap_or_default();
+            (post.attempts, at.checked_sub(ago).unwrap_or(at))
+        });
+        if attempts != post.attempts {
+            // Attempted since by someone else (a run): timed from now.
+            self.seen.insert(post.id, (post.attempts, at));
+            return false;
+        }
+        at.saturating_duration_since(last) >= backoff(post.attempts)
+    }
+
+    /// A new attempt of `post` starts at `at`.
+    fn attempted(&mut self, post: &Post, at: Instant) {
+        self.seen.insert(post.id, (post.attempts + 1, at));
+    }
+
+    /// Forgets posts that are no longer waiting.
+    fn keep_only(&mut self, waiting: &[Post]) {
+        self.seen
+            .retain(|id, _| waiting.iter().any(|post| post.id == *id));
+    }
 }
 
 /// Re-sends posts left `sending` until `stop` fires: all of them at once at start-up, then each
@@ -43,6 +78,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
         .map(|a| (a.target.key(), (a.target_name.clone(), a.target.clone())))
         .collect();
     let mut start_up = true;
+    let mut last_attempts = LastAttempts::default();
     loop {
         if !start_up {
             tokio::select! {
@@ -58,11 +94,13 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
                 continue;
             }
         };
+        last_attempts.keep_only(&posts);
         for post in posts {
             if stop.is_cancelled() {
                 return;
             }
-            if !start_up && next_attempt_at(&post) > app.clock.now() {
+            let due = last_attempts.due(&post, app.clock.now(), Instant::now());
+            if !start_up && !due {
                 continue;
             }
             let Some(_claim) = app.claims.try_claim(post.id) else {
@@ -90,6 +128,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
                 target,
                 target_name,
             };
+            last_attempts.attempted(&post, Instant::now());
             tracing::info!(
                 post = post.id,
                 attempts = post.attempts,
@@ -111,25 +150,56 @@ mod tests {
     /// Backoff: 1, 2, 4 ... 60 s after the last attempt.
     #[test]
     fn backoff_doubles_up_to_a_minute() {
-        let at = DateTime::from_timestamp(1_000_000, 0).unwrap();
-        let post = |attempts| Post {
+        let waits: Vec<u64> = [1, 2, 3, 4, 7, 30]
+            .into_iter()
+            .map(|n| backoff(n).as_secs())
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 60, 60]);
+    }
+
+    /// Waits run on the monotonic clock: a post whose last attempt is recorded an hour in the
+    /// future (the wall clock went back since) is due one backoff after it was first seen, not
+    /// an hour later; a post attempted meanwhile by someone else waits from then.
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_timed_on_the_monotonic_clock() {
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let post = Post {
             id: 1,
             target: "log".into(),
             content: "x".into(),
             status: PostStatus::Sending,
             source_actor: None,
-            created_at: at,
-            updated_at: at,
+            created_at: now,
+            updated_at: now + chrono::Duration::hours(1),
             posted_at: None,
             message_ids: vec![],
             parts_sent: 0,
-            attempts,
+            attempts: 3,
             last_error: None,
         };
-        let waits: Vec<i64> = [1, 2, 3, 4, 7, 30]
-            .into_iter()
-            .map(|n| (next_attempt_at(&post(n)) - at).num_seconds())
-            .collect();
-        assert_eq!(waits, vec![1, 2, 4, 8, 60, 60]);
+        let mut last = LastAttempts::default();
+        let start = Instant::now();
+        assert!(!last.due(&post, now, start));
+        assert!(!last.due(&post, now, start + Duration::from_secs(3)));
+        assert!(last.due(&post, now, start + Duration::from_secs(4)));
+        // Ten seconds ago on the wall clock: due at once.
+        let old = Post {
+            id: 2,
+            updated_at: now - chrono::Duration::seconds(10),
+            ..post.clone()
+        };
+        assert!(last.due(&old, now, start));
+        last.attempted(&old, start);
+        let again = Post {
+            attempts: 4,
+            ..old.clone()
+        };
+        assert!(!last.due(&again, now, start + Duration::from_secs(7)));
+        assert!(last.due(&again, now, start + Duration::from_secs(8)));
+        // Attempted by a run meanwhile (attempts moved on): timed from when that was seen.
+        let by_a_run = Post { attempts: 6, ..old };
+        let seen = start + Duration::from_secs(9);
+        assert!(!last.due(&by_a_run, now, seen));
+        assert!(last.due(&by_a_run, now, seen + Duration::from_secs(32)));
     }
 }

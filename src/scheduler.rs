@@ -8,7 +8,9 @@
 //! the last process stopped instead of firing everything at once. Due times are wall-clock
 //! times and the loop reads the clock afresh on every wake-up, so a step of the system clock
 //! (NTP, suspend) is acted on within one check interval even while it sleeps towards a due
-//! time computed before the step.
+//! time computed before the step. A step back is seen by comparing the wall clock with
+//! monotonic time between wake-ups: logged once, counted, and every actor's next time is
+//! computed again from now (a last run "in the future" never delays the next one).
 //!
 //! Shutdown: the loop stops starting runs, waits up to `shutdown_grace_seconds` for runs in
 //! flight, then cancels what is left between acts (a Discord send that has started completes
@@ -176,8 +178,24 @@ pub async fn run(
     let mut prune = tokio::time::interval(Duration::from_secs(3600));
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut watch = StepWatch::new(app.clock.now());
     loop {
         let now = app.clock.now();
+        if let Some(back) = watch.stepped_back(now) {
+            tracing::warn!(
+                back_seconds = back.num_seconds(),
+                "the system clock went back; computing every actor's next time from now"
+            );
+            app.metrics.clock_steps_back.inc();
+            queue = DueQueue::with_capacity(actors.len());
+            for (i, actor) in actors.iter().enumerate() {
+                if !running[i]
+                    && let Some(due) = next_due(&app, actor, &states[i], now)
+                {
+                    queue.push(due, i);
+                }
+            }
+        }
         status
             .last_tick_ms
             .store(now.timestamp_millis(), Ordering::Relaxed);
@@ -292,6 +310,37 @@ pub async fn run(
     Ok(())
 }
 
+/// Sees the wall clock go back: between two readings it should advance as monotonic time
+/// does; a reading more than [`StepWatch::TOLERANCE`] behind that is a step back.
+struct StepWatch {
+    wall: DateTime<Utc>,
+    at: tokio::time::Instant,
+}
+
+impl StepWatch {
+    /// Smaller differences are the two clocks' drift and reading jitter, not a step.
+    const TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+    fn new(wall: DateTime<Utc>) -> Self {
+        Self {
+            wall,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// How far the clock went back since the last reading, if it did; remembers `now`.
+    fn stepped_back(&mut self, now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
+        let at = tokio::time::Instant::now();
+        let elapsed = chrono::TimeDelta::from_std(at.saturating_duration_since(self.at))
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let expected = self.wall.checked_add_signed(elapsed).unwrap_or(now);
+        self.wall = now;
+        self.at = at;
+        let back = expected - now;
+        (back > Self::TOLERANCE).then_some(back)
+    }
+}
+
 /// When `actor` is next due, from its stored history, circuit and schedule.
 fn next_due(
     app: &App,
@@ -299,8 +348,11 @@ fn next_due(
     state: &ActorState,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
+    // A last run in the future means the clock went back since (NTP, a VM resumed): the next
+    // time is computed from now, not from a time that has not come yet.
+    let last_run = state.last_run_at.map(|last| last.min(now));
     let history = History {
-        last_run: state.last_run_at,
+        last_run,
         ever_succeeded: state.ever_succeeded,
     };
     let jitter: f64 = rand::random();
@@ -309,13 +361,16 @@ fn next_due(
         state.last_outcome,
         Some(RunOutcome::Failure | RunOutcome::Timeout)
     );
-    if failed && let Some(last) = state.last_run_at {
+    if failed && let Some(last) = last_run {
         // A failed one-shot (Immediate, Once) is retried, but not in a tight loop.
         let retry = seconds_after(last, app.config.server.check_interval_seconds)?;
         due = due.max(retry);
     }
     if let Some(until) = state.held_until() {
-        due = due.max(until);
+        // Never held longer than one cool-down from now, whatever the clock did since the
+        // circuit opened.
+        let cooldown = BreakerSettings::of(&app.config.server).cooldown;
+        due = due.max(until.min(now.checked_add_signed(cooldown).unwrap_or(until)));
     }
     Some(due)
 }

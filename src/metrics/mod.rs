@@ -119,6 +119,8 @@ pub struct Metrics {
     pub posts_failed: Counter,
     pub duplicates_skipped: Counter,
     pub scheduler_last_tick: FloatGauge,
+    /// Steps of the system clock back in time that the scheduler saw and corrected for.
+    pub clock_steps_back: Counter,
     process_cpu: Counter<f64, AtomicU64>,
     process_rss: Gauge,
     process_vsize: Gauge,
@@ -166,6 +168,7 @@ impl Metrics {
             posts_failed: Counter::default(),
             duplicates_skipped: Counter::default(),
             scheduler_last_tick: FloatGauge::default(),
+            clock_steps_back: Counter::default(),
             process_cpu: Counter::default(),
             process_rss: Gauge::default(),
             process_vsize: Gauge::default(),
@@ -291,6 +294,11 @@ impl Metrics {
             "Unix time of the scheduler loop's last iteration",
             Unit::Seconds,
             m.scheduler_last_tick.clone(),
+        );
+        r.register(
+            "botticelli_clock_steps_back",
+            "Times the system clock went back by more than a second (NTP, a VM resumed); due times were computed again from the new time",
+            m.clock_steps_back.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build

@@ -541,6 +541,106 @@ async fn stepping_the_wall_clock_forward_makes_a_run_due() {
     running.stop().await;
 }
 
+/// The system clock stepped back one hour (NTP correcting a VM after resume) stops nothing:
+/// an interval actor (5 s) and a cron actor (every 5 s) go on running in the minute after the
+/// step, and a post waiting to be sent again goes out within its backoff, not an hour later.
+/// Before, both actors made 0 runs in that minute (their next times came from a last run now
+/// in the future) and the post was held until the wall clock caught up.
+#[tokio::test(start_paused = true)]
+async fn stepping_the_wall_clock_back_delays_nothing() {
+    use bot_server::app::{App, AppOptions};
+    use bot_server::clock::Clock;
+    use bot_server::config::Config;
+    use bot_server::secret::Secret;
+    use chrono::{TimeDelta, Utc};
+    use std::sync::{Arc, Mutex};
+
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.write(
+        "news.toml",
+        "[narrative]\nname = \"news\"\n[acts]\nonly = \"news at {{ now }}\"\n",
+    );
+    // The poster's first post fails its send and the first re-send (5 attempts each), so it
+    // waits in `sending` for its next attempt.
+    for _ in 0..10 {
+        env.discord.push_failure(Fail::Status(500));
+    }
+    let config = env.config(
+        "check_interval_seconds = 10",
+        "[[actors]]\nname = \"interval\"\nnarrative = \"one.toml\"\ntarget = \"console\"\n\
+         [actors.schedule]\ntype = \"interval\"\nseconds = 5\n\
+         [[actors]]\nname = \"cron\"\nnarrative = \"one.toml\"\ntarget = \"console\"\n\
+         [actors.schedule]\ntype = \"cron\"\nexpression = \"*/5 * * * * *\"\n\
+         [[actors]]\nname = \"poster\"\nnarrative = \"news.toml\"\ntarget = \"chan\"\n\
+         [actors.schedule]\ntype = \"interval\"\nseconds = 3600\n",
+    );
+    let step = Arc::new(Mutex::new(TimeDelta::zero()));
+    let clock = Clock::with_source({
+        let step = step.clone();
+        move || Utc::now() + *step.lock().unwrap()
+    });
+    let loaded = Config::load(&config).unwrap();
+    let options = AppOptions {
+        clock: Some(clock),
+        discord_token: Some(Secret::new(DISCORD_TOKEN)),
+        llm: Some(env.llm_clients(&loaded)),
+        ..Default::default()
+    };
+    let running = Serving::start(Arc::new(App::build(loaded, options).await.unwrap())).await;
+    let app = running.app.clone();
+    // Step when the post's first re-send has failed (its failure recorded after the send
+    // began): it now waits for its backoff, timed from a last attempt that will be an hour
+    // in the future.
+    let post = || async {
+        let posts = app.store.posts(None, None, 1000).await.unwrap();
+        posts
+            .into_iter()
+            .find(|p| p.source_actor.as_deref() == Some("poster"))
+    };
+    eventually("the first re-send began", SECS, || async {
+        post().await.is_some_and(|p| p.attempts == 2)
+    })
+    .await;
+    let began = post().await.unwrap().updated_at;
+    eventually("the first re-send failed", SECS, || async {
+        post().await.is_some_and(|p| p.updated_at != began)
+    })
+    .await;
+    assert_eq!(post().await.unwrap().status, PostStatus::Sending);
+    let runs = |actor: &'static str| {
+        let app = app.clone();
+        async move {
+            app.store
+                .recent_runs(Some(actor), 1000)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let before = (runs("interval").await, runs("cron").await);
+    *step.lock().unwrap() = -TimeDelta::hours(1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = (runs("interval").await, runs("cron").await);
+    assert!(
+        after.0 - before.0 >= 10 && after.1 - before.1 >= 10,
+        "runs in the minute after the step (interval, cron): {:?}",
+        (after.0 - before.0, after.1 - before.1)
+    );
+    assert_eq!(
+        post().await.unwrap().status,
+        PostStatus::Posted,
+        "the waiting post went out within its backoff"
+    );
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
+    assert_eq!(
+        app.metrics.clock_steps_back.get(),
+        1,
+        "the step is counted once"
+    );
+    running.stop().await;
+}
+
 /// A webhook target posts through Discord's execute-webhook route (wait=true) and records
 /// the message id; a wrong webhook token fails the run without the token in the error.
 #[tokio::test(start_paused = true)]
