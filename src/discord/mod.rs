@@ -24,7 +24,7 @@ mod split;
 pub use split::split_message;
 
 use crate::secret::Secret;
-use ratelimit::{BucketHeaders, GLOBAL_PER_SECOND, RateLimiter};
+use ratelimit::{BucketHeaders, GLOBAL_PER_SECOND, RateLimiter, Turn};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,8 +86,13 @@ impl Target {
 /// Discord's limit on a message's `content`, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 
-/// The longest wait a 429 may impose on one send before it is retried.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A 429 asking for a longer wait than this is logged as an error (and shown on `/readyz`
+/// while it lasts): it is honoured in full, but an operator should know.
+pub const LONG_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The longest wait taken from a 429 (a nonsensical `retry_after` such as 1e30 is taken as
+/// this): a day, far beyond any wait Discord documents.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// A send that failed.
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +145,13 @@ pub enum DeliveryError {
 impl DeliveryError {
     fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Transport(_) | Self::Connect(_) | Self::Timeout => {
-                true
-            }
+            // A channel message goes again with its nonce, so Discord answers a resend of an
+            // accepted one (`Decode`) with the message it holds.
+            Self::RateLimited { .. }
+            | Self::Transport(_)
+            | Self::Connect(_)
+            | Self::Timeout
+            | Self::Decode(_) => true,
             Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
@@ -166,7 +175,8 @@ impl DeliveryError {
     /// never came (a timeout, a dropped connection).
     fn may_have_been_accepted(&self) -> bool {
         match self {
-            Self::Transport(_) | Self::Timeout => true,
+            // A 2xx whose body could not be read: Discord took the request.
+            Self::Transport(_) | Self::Timeout | Self::Decode(_) => true,
             Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
@@ -437,8 +447,14 @@ impl Delivery {
     ) -> Result<String, DeliveryError> {
         let mut backoff = Duration::from_millis(500);
         let mut attempt = 0;
+        // The send keeps its place in its bucket through its retries: a post answered 429
+        // goes out before the posts queued behind it.
+        let mut turn = tokio::select! {
+            turn = endpoint.limiter.lane(&endpoint.bucket) => turn,
+            () = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+        };
         loop {
-            let err = match self.attempt(endpoint, body, cancel).await {
+            let err = match self.attempt(endpoint, &mut turn, body, cancel).await {
                 Ok(id) => return Ok(id),
                 Err(err) => err,
             };
@@ -469,17 +485,18 @@ impl Delivery {
         }
     }
 
-    /// One request, after waiting for its turn.
+    /// One request of the send holding `turn`, once the limits allow it.
     async fn attempt(
         &self,
         endpoint: &Endpoint<'_>,
+        turn: &mut Turn,
         body: &impl Serialize,
         cancel: &CancellationToken,
     ) -> Result<String, DeliveryError> {
-        let mut turn = tokio::select! {
-            turn = endpoint.limiter.acquire(&endpoint.bucket) => turn,
+        tokio::select! {
+            () = endpoint.limiter.ready(turn) => {}
             () = cancel.cancelled() => return Err(DeliveryError::Cancelled),
-        };
+        }
         let mut request = self.http.post(&endpoint.url).json(body);
         if let Some(token) = endpoint.auth {
             request = request.header("authorization", format!("Bot {}", token.expose()));
@@ -494,6 +511,9 @@ impl Delivery {
             .filter(|s| s.is_finite() && *s >= 0.0);
         let bytes = response.bytes().await.map_err(transport_error)?;
         turn.record(headers);
+        if status != 429 {
+            endpoint.limiter.answered();
+        }
         match status {
             200..=299 => serde_json::from_slice::<CreatedMessage>(&bytes)
                 .map(|m| m.id)
@@ -501,34 +521,52 @@ impl Delivery {
             429 => {
                 (self.on_rate_limited)();
                 let parsed = serde_json::from_slice::<RateLimitBody>(&bytes).ok();
-                let retry_after = parsed
+                let hint = parsed
                     .as_ref()
                     .map(|b| b.retry_after)
                     .filter(|s| s.is_finite() && *s >= 0.0)
                     .or(retry_after_header)
-                    .or(headers.reset_after)
-                    .unwrap_or(1.0);
+                    .or(headers.reset_after);
                 // Without Discord's bucket headers the 429 came from in front of Discord
                 // (Cloudflare): it holds the whole client, as a global limit does.
                 let global = parsed.as_ref().is_some_and(|b| b.global)
                     || scope.as_deref() == Some("global")
                     || global_header.as_deref() == Some("true")
                     || headers == BucketHeaders::default();
-                let wait = Duration::from_secs_f64(retry_after).min(MAX_RETRY_AFTER);
-                if global {
-                    endpoint.limiter.pause_all(wait);
+                // Honoured in full: cutting a wait short draws another 429.
+                let wait = match hint {
+                    Some(seconds) => {
+                        let wait = Duration::try_from_secs_f64(seconds)
+                            .unwrap_or(MAX_RETRY_AFTER)
+                            .min(MAX_RETRY_AFTER);
+                        if global {
+                            endpoint.limiter.pause_all(wait);
+                        } else {
+                            turn.exhausted_for(wait);
+                        }
+                        wait
+                    }
+                    // No hint at all: back off exponentially, for the whole client.
+                    None => endpoint.limiter.hintless_pause(),
+                };
+                if wait > LONG_RETRY_AFTER {
+                    tracing::error!(
+                        what = %endpoint.what,
+                        retry_after_seconds = wait.as_secs_f64(),
+                        global,
+                        "discord asked to wait more than a minute before the next request; waiting (a long global wait can mean the bot's IP is restricted)"
+                    );
                 } else {
-                    turn.exhausted_for(wait);
+                    tracing::warn!(
+                        what = %endpoint.what,
+                        retry_after_seconds = wait.as_secs_f64(),
+                        global,
+                        scope = scope.as_deref().unwrap_or("none"),
+                        "discord rate limited a request"
+                    );
                 }
-                tracing::warn!(
-                    what = %endpoint.what,
-                    retry_after_seconds = retry_after,
-                    global,
-                    scope = scope.as_deref().unwrap_or("none"),
-                    "discord rate limited a request"
-                );
                 Err(DeliveryError::RateLimited {
-                    retry_after_seconds: retry_after,
+                    retry_after_seconds: wait.as_secs_f64(),
                     global,
                 })
             }

@@ -8,16 +8,20 @@
 //! 10 minutes get the bot's IP banned for an hour. So this module is written by hand: no crate
 //! paces from the documented headers and honours header-less (Cloudflare) 429s.
 //!
-//! - Each bucket (a channel's or a webhook's message route) is a lane: one request in flight at
-//!   a time, taken in arrival order (tokio's fair mutex), so the bucket's `Remaining` is exact
-//!   and posts to one channel go out in order. With `Remaining` 0 the lane waits until the reset.
-//! - The global limit (50 requests per second per bot) is a GCRA pacer, and a global 429 (scope
-//!   `global`, or a 429 without Discord's headers, as Cloudflare sends) pauses every lane of the
-//!   client for its `Retry-After`.
+//! - Each bucket (a channel's or a webhook's message route) is a lane: one send at a time,
+//!   taken in arrival order (tokio's fair mutex), so the bucket's `Remaining` is exact and posts
+//!   to one channel go out in order. A send keeps its lane through its retries ([`Turn`] and
+//!   [`RateLimiter::ready`]): a post answered 429 is sent again before the posts behind it.
+//!   With `Remaining` 0 the lane waits until the reset.
+//! - The global limit (50 requests per second per bot) is a rolling window: no second holds
+//!   more than 50 requests, however they fall, and a pause does not reset the count. A global
+//!   429 (scope `global`, or a 429 without Discord's headers, as Cloudflare sends) pauses every
+//!   lane of the client for its whole `Retry-After`; a 429 with no hint at all pauses for 1 s,
+//!   doubling with each such answer in a row up to [`MAX_HINTLESS_PAUSE`].
 //!
 //! Times are tokio instants, so tests move through windows on the paused clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -25,6 +29,9 @@ use tokio::time::Instant;
 
 /// Discord's global limit: requests per second per bot token.
 pub const GLOBAL_PER_SECOND: u32 = 50;
+
+/// The longest pause after 429s that say nothing of how long to wait.
+pub const MAX_HINTLESS_PAUSE: Duration = Duration::from_secs(60);
 
 /// What a response said about its bucket.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -59,10 +66,12 @@ pub struct RateLimiter {
 
 #[derive(Debug, Default)]
 struct Global {
-    /// GCRA theoretical arrival time of the next request.
-    tat: Option<Instant>,
+    /// When the last `per_second` requests went out, oldest first.
+    sent: VecDeque<Instant>,
     /// No request before this (a global 429).
     paused_until: Option<Instant>,
+    /// 429s in a row that gave no wait (see [`RateLimiter::hintless_pause`]).
+    hintless: u32,
 }
 
 /// A bucket's known state.
@@ -86,14 +95,30 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a request to `bucket` may go out: its turn in the bucket, the bucket's
-    /// reset when it is exhausted, a global pause, and the global pacer.
+    /// Waits until a request to `bucket` may go out: its turn in the bucket, then
+    /// [`RateLimiter::ready`].
     pub async fn acquire(&self, bucket: &str) -> Turn {
+        let mut turn = self.lane(bucket).await;
+        self.ready(&mut turn).await;
+        turn
+    }
+
+    /// Waits for the turn of a send in `bucket` (arrival order), which it keeps through its
+    /// retries; each request of it waits for [`RateLimiter::ready`] first.
+    pub async fn lane(&self, bucket: &str) -> Turn {
         let lane = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             lanes.entry(bucket.to_owned()).or_default().clone()
         };
-        let mut lane = lane.lock_owned().await;
+        Turn {
+            lane: lane.lock_owned().await,
+        }
+    }
+
+    /// Waits until the next request of `turn` may go out: the bucket's reset when it is
+    /// exhausted, a global pause, and the global window; then counts the request.
+    pub async fn ready(&self, turn: &mut Turn) {
+        let lane = &mut turn.lane;
         if lane.remaining == Some(0)
             && let Some(reset_at) = lane.reset_at
         {
@@ -108,7 +133,6 @@ impl RateLimiter {
         if let Some(remaining) = lane.remaining.as_mut() {
             *remaining = remaining.saturating_sub(1);
         }
-        Turn { lane }
     }
 
     async fn wait_global(&self) {
@@ -120,16 +144,20 @@ impl RateLimiter {
                     Some(until) if until > now => Some(until),
                     _ if self.per_second == 0 => None,
                     _ => {
-                        // GCRA: one request per interval, bursts of up to `per_second`.
-                        let interval = Duration::from_secs(1) / self.per_second;
-                        let tolerance = interval * (self.per_second - 1);
-                        let tat = global.tat.unwrap_or(now).max(now);
-                        let earliest = tat.checked_sub(tolerance).unwrap_or(now);
-                        if earliest > now {
-                            Some(earliest)
-                        } else {
-                            global.tat = Some(tat + interval);
-                            None
+                        // A rolling window: the request may go once the one sent
+                        // `per_second` requests ago is a second old.
+                        let full = global.sent.len() >= self.per_second as usize;
+                        match global.sent.front() {
+                            Some(&oldest) if full && oldest + Duration::from_secs(1) > now => {
+                                Some(oldest + Duration::from_secs(1))
+                            }
+                            _ => {
+                                if full {
+                                    global.sent.pop_front();
+                                }
+                                global.sent.push_back(now);
+                                None
+                            }
                         }
                     }
                 }
@@ -146,6 +174,26 @@ impl RateLimiter {
         let until = Instant::now() + retry_after;
         let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
         global.paused_until = Some(global.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// A 429 that says nothing of how long to wait (no body, no `Retry-After`, no bucket
+    /// headers): every request of this client pauses for 1 s, doubling with each such answer
+    /// in a row, up to [`MAX_HINTLESS_PAUSE`]. Returns the pause.
+    pub fn hintless_pause(&self) -> Duration {
+        let pause = {
+            let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
+            let pause = Duration::from_secs(1u64 << global.hintless.min(6)).min(MAX_HINTLESS_PAUSE);
+            global.hintless = global.hintless.saturating_add(1);
+            pause
+        };
+        self.pause_all(pause);
+        pause
+    }
+
+    /// An answer that was not a 429: the next hintless 429 starts again from 1 s.
+    pub fn answered(&self) {
+        let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
+        global.hintless = 0;
     }
 
     /// How long every request of this client is paused for, if it is.
@@ -228,12 +276,73 @@ mod tests {
         for i in 0..100 {
             drop(limiter.acquire(&format!("b{i}")).await);
         }
-        // 49 more after the first are within the burst; the other 50 are 20 ms apart.
-        let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(1000) && took <= Duration::from_millis(1020),
-            "{took:?}"
-        );
+        // With `x`: 50 at once, 50 a second later, the last one a second after that; never
+        // more than 50 in any second.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    /// The global window is rolling: requests spread over time, then a burst, never put more
+    /// than 50 in any one-second window (the pacer this replaced let about 99 through in one
+    /// second: a burst of 50 on top of 50 per second); a pause does not empty it.
+    #[tokio::test(start_paused = true)]
+    async fn global_window_never_holds_more_than_the_limit() {
+        let limiter = RateLimiter::new(GLOBAL_PER_SECOND);
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            if i % 3 == 0 {
+                tokio::time::sleep(Duration::from_millis(7)).await;
+            }
+            if i == 150 {
+                limiter.pause_all(Duration::from_millis(300));
+            }
+            drop(limiter.acquire(&format!("b{i}")).await);
+            sent.push(Instant::now());
+        }
+        let busiest = sent
+            .iter()
+            .map(|&from| {
+                sent.iter()
+                    .filter(|&&t| t >= from && t < from + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(busiest, 50, "{:?}", start.elapsed());
+    }
+
+    /// 429s without any hint pause everything for 1, 2, 4 ... up to 60 s; an answer resets it.
+    #[tokio::test(start_paused = true)]
+    async fn hintless_429s_back_off_exponentially() {
+        let limiter = RateLimiter::new(GLOBAL_PER_SECOND);
+        let pauses: Vec<u64> = (0..9).map(|_| limiter.hintless_pause().as_secs()).collect();
+        assert_eq!(pauses, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(limiter.paused_for(), Some(Duration::from_secs(60)));
+        limiter.answered();
+        assert_eq!(limiter.hintless_pause(), Duration::from_secs(1));
+    }
+
+    /// A send keeps its lane between its requests: the one behind it waits for the whole send.
+    #[tokio::test(start_paused = true)]
+    async fn a_send_keeps_its_lane_through_retries() {
+        let limiter = Arc::new(RateLimiter::new(0));
+        let mut first = limiter.lane("a").await;
+        limiter.ready(&mut first).await;
+        first.exhausted_for(Duration::from_secs(2));
+        let behind = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                limiter.acquire("a").await;
+                Instant::now()
+            }
+        });
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        limiter.ready(&mut first).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(first);
+        assert!(behind.await.unwrap() >= start + Duration::from_secs(3));
     }
 
     /// A bucket 429 holds that bucket for its retry-after.

@@ -158,6 +158,187 @@ async fn steady_load_is_paced_from_headers_without_429s() {
     }
 }
 
+/// 200 senders over 100 channels, 3 posts each, against the fake's global limit (50 per
+/// second): the global window never lets more than 50 requests through in a second, so
+/// Discord answers no global 429 (the burst-then-rate pacer drew 154-163 in 70 s with 200
+/// actors, about 99 requests in its busiest second).
+#[tokio::test(start_paused = true)]
+async fn many_channels_draw_no_global_429() {
+    const CHANNELS: u64 = 100;
+    let fake = FakeDiscord::start(DISCORD_TOKEN).await;
+    for c in 0..CHANNELS {
+        fake.add_channel(CHANNEL + c);
+    }
+    let delivery = delivery(&fake);
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in 0..200u64 {
+        let delivery = delivery.clone();
+        tasks.spawn(async move {
+            let cancel = CancellationToken::new();
+            let target = channel(CHANNEL + sender % CHANNELS);
+            for n in 0..3 {
+                delivery
+                    .send(
+                        &target,
+                        &format!("s{sender} n{n}"),
+                        &format!("s{sender}n{n}"),
+                        &cancel,
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(fake.messages().len(), 600);
+    let busiest = max_in_window(&fake, Duration::from_secs(1));
+    assert_eq!(
+        fake.rate_limited_count(),
+        0,
+        "429s; busiest second: {busiest}"
+    );
+    assert!(busiest <= 50, "{busiest} requests in one second");
+}
+
+/// Posts queued for one channel go out in their order even when the first is answered 429: it
+/// keeps its place and is sent again before the others (it used to go behind them).
+#[tokio::test(start_paused = true)]
+async fn a_post_answered_429_keeps_its_place() {
+    let fake = FakeDiscord::start(DISCORD_TOKEN).await;
+    fake.add_channel(CHANNEL);
+    fake.push_failure(Fail::RateLimited {
+        retry_after_seconds: 2.0,
+        global: false,
+    });
+    let delivery = delivery(&fake);
+    let mut tasks = Vec::new();
+    for n in 0..5 {
+        let delivery = delivery.clone();
+        tasks.push(tokio::spawn(async move {
+            let cancel = CancellationToken::new();
+            delivery
+                .send(
+                    &channel(CHANNEL),
+                    &format!("post {n}"),
+                    &format!("n{n}"),
+                    &cancel,
+                )
+                .await
+                .unwrap();
+        }));
+        // Each queues for the channel before the next is started, all before the first
+        // answer comes back.
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order: Vec<String> = fake
+        .messages_in(CHANNEL)
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        order,
+        (0..5).map(|n| format!("post {n}")).collect::<Vec<_>>()
+    );
+}
+
+/// A global 429 asking for 120 s is waited out in full by every channel: no request goes out
+/// before 120 s (the wait used to be cut at 60 s, so another channel sent at +60 s).
+#[tokio::test(start_paused = true)]
+async fn a_long_retry_after_is_honoured_in_full() {
+    let fake = FakeDiscord::start(DISCORD_TOKEN).await;
+    fake.add_channel(CHANNEL);
+    fake.add_channel(CHANNEL + 1);
+    fake.push_failure(Fail::RateLimited {
+        retry_after_seconds: 120.0,
+        global: true,
+    });
+    let delivery = delivery(&fake);
+    let send = |target: Target, text: &'static str| {
+        let delivery = delivery.clone();
+        tokio::spawn(async move {
+            let cancel = CancellationToken::new();
+            delivery.send(&target, text, text, &cancel).await
+        })
+    };
+    let first = send(channel(CHANNEL), "late");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.rate_limited_count(), 1);
+    let second = send(channel(CHANNEL + 1), "other");
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let arrivals = fake.arrivals();
+    assert_eq!(arrivals.len(), 3, "one 429, then the two messages");
+    for at in &arrivals[1..] {
+        assert!(
+            *at - arrivals[0] >= Duration::from_secs(120),
+            "a request {:?} after the 429",
+            *at - arrivals[0]
+        );
+    }
+}
+
+/// 429s without any hint (no body, no Retry-After, no headers) are answered with waits of 1,
+/// 2, 4, 8 s: five requests take at least 15 s (they came every second before).
+#[tokio::test(start_paused = true)]
+async fn hintless_429s_back_off_exponentially() {
+    let fake = FakeDiscord::start(DISCORD_TOKEN).await;
+    fake.add_channel(CHANNEL);
+    for _ in 0..10 {
+        fake.push_failure(Fail::BareRateLimited);
+    }
+    let delivery = delivery(&fake);
+    let cancel = CancellationToken::new();
+    let err = delivery
+        .send(&channel(CHANNEL), "x", "n1", &cancel)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind_label(), "rate_limited");
+    let arrivals = fake.arrivals();
+    assert_eq!(arrivals.len(), 5, "the first try and 4 retries");
+    let gaps: Vec<u64> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert_eq!(gaps, vec![1, 2, 4, 8]);
+}
+
+/// A 200 whose body cannot be read means Discord took the message: on a webhook (no nonce)
+/// it is "may have posted", never sent again (it used to be a plain decode failure, and the
+/// post was sent again: a second message); on a channel the resend carries the nonce, and
+/// Discord answers with the message it holds.
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_200_may_have_posted() {
+    let fake = FakeDiscord::start(DISCORD_TOKEN).await;
+    fake.add_channel(CHANNEL);
+    let url = fake.add_webhook(4242, "hook-token-SECRET");
+    let delivery = delivery(&fake);
+    let cancel = CancellationToken::new();
+    fake.push_failure(Fail::GarbledAfterCreate);
+    let hook = Target::Webhook {
+        url: Secret::new(url),
+    };
+    let err = delivery
+        .send(&hook, "once", "n1", &cancel)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind_label(), "uncertain", "{err}");
+    assert_eq!(fake.messages_in(4242).len(), 1);
+    assert_eq!(fake.request_count(), 1);
+    fake.push_failure(Fail::GarbledAfterCreate);
+    let id = delivery
+        .send(&channel(CHANNEL), "on a channel", "n2", &cancel)
+        .await
+        .unwrap();
+    let messages = fake.messages_in(CHANNEL);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id.to_string(), id);
+}
+
 /// A send waiting out a rate limit gives up when the server shuts down, without sending.
 #[tokio::test(start_paused = true)]
 async fn waiting_send_stops_at_cancel() {
@@ -630,6 +811,13 @@ async fn every_discord_failure_mode_keeps_the_delivery_guarantees() {
             },
             Posted,
             Posted,
+        ),
+        ("429 without a hint", Fail::BareRateLimited, Posted, Posted),
+        (
+            "200 with an unreadable body",
+            Fail::GarbledAfterCreate,
+            Posted,
+            SetAside,
         ),
         ("400 AutoMod", Fail::BlockedByAutoMod, SetAside, SetAside),
         ("401", Fail::Unauthorized, Posted, Posted),

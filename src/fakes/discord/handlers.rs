@@ -101,6 +101,7 @@ enum AfterCreate {
     Hang,
     Status(u16),
     Reset,
+    Garbled,
 }
 
 /// A 200 whose body breaks off: the client sees the connection fail mid-answer.
@@ -189,6 +190,22 @@ async fn before_request(
         }
         Some(Fail::ResetBeforeCreate) => Err(broken_answer()),
         Some(Fail::ResetAfterCreate) => Ok(AfterCreate::Reset),
+        Some(Fail::GarbledAfterCreate) => Ok(AfterCreate::Garbled),
+        Some(Fail::BareRateLimited) => {
+            shared.rate_limited.fetch_add(1, Ordering::SeqCst);
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "<html>Too Many Requests</html>",
+            )
+                .into_response();
+            // Not Discord's answer: `with_bucket` adds no headers to it.
+            set_header(
+                response.headers_mut(),
+                "cf-ray",
+                "8f0c0ffee0001-FRA".to_owned(),
+            );
+            Err(response)
+        }
     }
 }
 
@@ -213,6 +230,7 @@ async fn finish(
         }
         AfterCreate::Status(status) => generic_status(status).into_response(),
         AfterCreate::Reset => broken_answer(),
+        AfterCreate::Garbled => (StatusCode::OK, "<html>upstream</html>").into_response(),
     }
 }
 

@@ -117,6 +117,12 @@ pub enum Fail {
     /// Create the message and then answer this error status, as a proxy in front of Discord
     /// sometimes does.
     StatusAfterCreate(u16),
+    /// Create the message and answer 200 with a body that is not the message's JSON (a proxy
+    /// rewrote it, or it was cut): Discord holds the message, the client cannot tell.
+    GarbledAfterCreate,
+    /// Answer 429 with no hint of how long to wait: no body JSON, no `Retry-After`, no
+    /// rate-limit headers (some proxies do this).
+    BareRateLimited,
 }
 
 /// A message as Discord now holds it.
