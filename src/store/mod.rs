@@ -6,6 +6,8 @@
 //!
 //! - `runs.rs`: actors' stored state and the run records (start, acts, end, history, pruning).
 //! - `posts.rs`: the post queue (queueing with dedup, review, sending, posted, pruning texts).
+//! - `health.rs`: how the writes are going ([`WriteHealth`]), for `/readyz`, the metrics and
+//!   the log.
 //! - `sqlite/mod.rs`: the SQLite backend's handle and group commit (the committer task,
 //!   durable writes waiting for their commit).
 //! - `sqlite/schema.rs`: opening a SQLite store: the connection, migrations
@@ -52,10 +54,12 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod health;
 mod posts;
 mod runs;
 mod sqlite;
 
+pub use health::{FAILURE_HOLD, WriteHealth};
 pub use posts::normalize;
 
 /// File name of the database inside the state directory.
@@ -276,6 +280,22 @@ impl Store {
     /// Where the store lives, for messages.
     pub fn location(&self) -> &str {
         backend!(self, db => db.location())
+    }
+
+    /// How the store's writes are going (for `/readyz` and the metrics): see [`WriteHealth`].
+    pub fn write_health(&self) -> &WriteHealth {
+        backend!(self, db => db.health())
+    }
+
+    /// Fakes a full disk (`full`), or frees it: writes that need the database to grow fail
+    /// as they do when the disk is full (SQLite's `SQLITE_FULL`). For tests.
+    ///
+    /// # Errors
+    ///
+    /// When the database does not answer.
+    #[cfg(any(test, feature = "fakes"))]
+    pub fn fake_full_disk(&self, full: bool) -> Result<(), StoreError> {
+        backend!(self, db => db.fill_disk(full))
     }
 
     /// Checks the store answers (for `/readyz`).

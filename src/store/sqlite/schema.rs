@@ -5,6 +5,7 @@
 //! recovery (runs a dead process left `running` become `interrupted`).
 
 use super::{Conn, Inner, Sqlite};
+use crate::store::health::WriteHealth;
 use crate::store::{DB_FILE, StoreError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -220,6 +221,7 @@ impl Sqlite {
                 source,
             })?;
         }
+        let health = Arc::new(WriteHealth::new(&location));
         let wake = Arc::new(Notify::new());
         let runtime = tokio::runtime::Handle::try_current().ok();
         let inner = Arc::new(Inner {
@@ -227,10 +229,12 @@ impl Sqlite {
                 db: Some(conn),
                 batch: None,
                 lock,
+                health: health.clone(),
             }),
             location,
             wake: wake.clone(),
             committer: runtime.is_some(),
+            health,
         });
         if let Some(runtime) = runtime {
             runtime.spawn(super::committer(Arc::downgrade(&inner), wake));
