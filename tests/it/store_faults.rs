@@ -1,5 +1,7 @@
 //! Faults of the state store outside delivery: a full disk and damaged pages, under which every
-//! write fails while `SELECT 1` still answers (`/readyz` must say so).
+//! write fails while `SELECT 1` still answers (`/readyz` must say so); a database emptied
+//! after a store existed (refused, not silently replaced); a second server reaching the
+//! database through a symbolic link (refused by the one-server lock).
 
 use crate::support::*;
 use bot_server::store::{DB_FILE, Store};
@@ -147,4 +149,77 @@ async fn readyz_is_503_while_writes_hit_damaged_pages() {
         "{store}"
     );
     serving.stop().await;
+}
+
+/// A database emptied (0 bytes) after a store was kept in it is refused at start: `serve`
+/// exits 1 naming the file and the restore procedure, and leaves the file as it is, instead
+/// of starting a new store without the history, deduplication and nonce salt.
+#[tokio::test]
+async fn serve_refuses_a_database_emptied_after_a_store_existed() {
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.config("", ONCE_ACTOR);
+    let state = env.path("state");
+    Store::open(&state, None).await.unwrap().close().await;
+    let db = state.join(DB_FILE);
+    std::fs::File::create(&db).unwrap();
+
+    let second = tokio::time::timeout(LIMIT, env.command(&["serve"]).output())
+        .await
+        .expect("the server stops by itself")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    let real = std::fs::canonicalize(&db).unwrap();
+    for needle in [
+        "is empty (0 bytes)".to_owned(),
+        format!("{}.created", real.display()),
+        "restore".to_owned(),
+        format!("delete both {}", real.display()),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} not in: {stderr}");
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+    assert!(env.discord.messages_in(CHANNEL).is_empty(), "nothing ran");
+}
+
+/// A second `serve` whose `DATABASE_URL` names a symbolic link to the first server's
+/// database is refused at start, as one on the same path is, and leaves the first running.
+#[tokio::test]
+async fn a_second_server_through_a_symbolic_link_is_refused() {
+    let env = TestEnv::new().await;
+    env.write("one.toml", ONE_ACT);
+    env.config("", ONCE_ACTOR);
+    let mut first = env.spawn_serve();
+    eventually("the first server posted", LIMIT, || async {
+        env.discord.messages_in(CHANNEL).len() == 1
+    })
+    .await;
+    let link = env.path("link.db");
+    std::os::unix::fs::symlink(env.path("state").join(DB_FILE), &link).unwrap();
+    let second = tokio::time::timeout(
+        LIMIT,
+        env.command(&["serve"])
+            .env("DATABASE_URL", format!("sqlite://{}", link.display()))
+            .output(),
+    )
+    .await
+    .expect("the second server stops by itself")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another `bot-server serve` (pid {})",
+            first.id().unwrap()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first server still runs"
+    );
+    signal(first.id().unwrap(), "-TERM");
+    assert!(first.wait().await.unwrap().success());
+    assert_eq!(env.discord.messages_in(CHANNEL).len(), 1);
 }
