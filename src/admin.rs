@@ -1,6 +1,7 @@
 //! The admin HTTP server (default `0.0.0.0:9090`): `/metrics` (Prometheus text), `/healthz`
-//! (the process is alive) and `/readyz` (config loaded, state store answering, scheduler loop
-//! ticking; otherwise 503 with a JSON body naming what is not ready).
+//! (the process is alive) and `/readyz` (config loaded, state store answering and its writes
+//! succeeding, scheduler loop ticking; otherwise 503 with a JSON body naming what is not
+//! ready).
 
 use crate::app::App;
 use crate::scheduler::SchedulerStatus;
@@ -102,7 +103,12 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 pub async fn readiness(state: &AdminState) -> (bool, serde_json::Value) {
     let config = "ok".to_owned();
     let store = match tokio::time::timeout(Duration::from_secs(2), state.app.store.ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
+        // Answering is not enough: a full disk or a damaged page fails every write while
+        // `SELECT 1` still answers.
+        Ok(Ok(())) => match state.app.store.write_health().problem() {
+            None => "ok".to_owned(),
+            Some(problem) => format!("not ready: {problem}"),
+        },
         Ok(Err(err)) => format!("not ready: {}", crate::error_chain(&err)),
         Err(_) => "not ready: the state store did not answer within 2s".to_owned(),
     };

@@ -91,6 +91,9 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Posts being sent, each by one sender.
     pub claims: crate::claims::Claims,
+    /// Errors the loops log again and again while a fault lasts (the store failing to write,
+    /// Discord down): each at most once a minute, with the count held back.
+    pub log_throttle: crate::telemetry::LogThrottle,
 }
 
 /// Narratives of the config's actors, loaded and checked against each actor's variables.
@@ -254,6 +257,10 @@ impl App {
             Store::open_for_serving(&config.server.state_dir, database_url.as_deref()).await?;
         let nonce_salt = store.nonce_salt().await?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        store.write_health().observe({
+            let metrics = metrics.clone();
+            move |ok| metrics.store_write(ok)
+        });
         let delivery = Delivery::new(&config.discord, token)
             .observe_rate_limits({
                 let metrics = metrics.clone();
@@ -283,6 +290,7 @@ impl App {
             nonce_salt,
             metrics,
             claims: Default::default(),
+            log_throttle: Default::default(),
         })
     }
 

@@ -13,7 +13,8 @@
 //!   limits shared by the whole process.
 //! - [`discord`]: delivery to targets (Discord channel, webhook, log), pacing from Discord's
 //!   rate-limit headers (`discord::ratelimit`), message splitting.
-//! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue.
+//! - [`store`]: the state store (SQLite in the state directory): actors, runs, the post queue,
+//!   and how its writes are going (for `/readyz`).
 //! - [`actor_state`]: what is kept about an actor between runs, and the circuit breaker's rules.
 //! - [`claims`]: one sender per post in flight.
 //! - [`outbox`]: posts on their way: the loop that re-sends unfinished posts at start-up and

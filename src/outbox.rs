@@ -89,7 +89,11 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
         let posts = match app.store.posts(Some(PostStatus::Sending), None, 1000).await {
             Ok(posts) => posts,
             Err(err) => {
-                tracing::warn!(cause = %err, "re-send loop: reading unsent posts failed");
+                // Every second while the store fails: once a minute, with the count.
+                let cause = crate::error_chain(&err);
+                if let Some(repeated) = app.log_throttle.admit(&format!("re-send read\0{cause}")) {
+                    tracing::warn!(cause, repeated, "re-send loop: reading unsent posts failed");
+                }
                 start_up = false;
                 continue;
             }
@@ -136,7 +140,12 @@ pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationTok
                 "re-sending an unfinished post"
             );
             if let Err(err) = runner::publish(&app, &sender, &post, Attempt::New, &cancel).await {
-                tracing::warn!(post = post.id, cause = %crate::error_chain(&err), "re-send failed");
+                // The same cause for every post (the store failing to write), each second:
+                // once a minute, with the count.
+                let cause = crate::error_chain(&err);
+                if let Some(repeated) = app.log_throttle.admit(&format!("re-send\0{cause}")) {
+                    tracing::warn!(post = post.id, cause, repeated, "re-send failed");
+                }
             }
         }
         start_up = false;

@@ -435,7 +435,14 @@ impl RunTask {
         {
             Ok(id) => id,
             Err(err) => {
-                tracing::error!(actor = %actor.name, cause = %err, "cannot record run start; skipping this run");
+                // Every check interval while the store fails: once a minute, with the count.
+                let cause = crate::error_chain(&err);
+                if let Some(repeated) = app
+                    .log_throttle
+                    .admit(&format!("run start\0{}\0{cause}", actor.name))
+                {
+                    tracing::error!(actor = %actor.name, cause, repeated, "cannot record run start; skipping this run");
+                }
                 state.last_run_at = previous_last_run;
                 let retry = seconds_after(started, app.config.server.check_interval_seconds);
                 return (state, retry);
@@ -527,7 +534,13 @@ impl RunTask {
             .finish_run(run_id, outcome, error.as_deref(), finished, &state)
             .await
         {
-            tracing::error!(actor = %actor.name, run = run_id, cause = %err, "cannot record run end");
+            let cause = crate::error_chain(&err);
+            if let Some(repeated) = app
+                .log_throttle
+                .admit(&format!("run end\0{}\0{cause}", actor.name))
+            {
+                tracing::error!(actor = %actor.name, run = run_id, cause, repeated, "cannot record run end");
+            }
         }
         app.metrics.actor_state(&state);
         (state, next)

@@ -121,6 +121,8 @@ pub struct Metrics {
     pub scheduler_last_tick: FloatGauge,
     /// Steps of the system clock back in time that the scheduler saw and corrected for.
     pub clock_steps_back: Counter,
+    pub store_write_failures: Counter,
+    pub store_writes_failing: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     process_rss: Gauge,
     process_vsize: Gauge,
@@ -169,6 +171,8 @@ impl Metrics {
             duplicates_skipped: Counter::default(),
             scheduler_last_tick: FloatGauge::default(),
             clock_steps_back: Counter::default(),
+            store_write_failures: Counter::default(),
+            store_writes_failing: Gauge::default(),
             process_cpu: Counter::default(),
             process_rss: Gauge::default(),
             process_vsize: Gauge::default(),
@@ -300,6 +304,16 @@ impl Metrics {
             "Times the system clock went back by more than a second (NTP, a VM resumed); due times were computed again from the new time",
             m.clock_steps_back.clone(),
         );
+        r.register(
+            "botticelli_store_write_failures",
+            "Writes the state store could not make (disk full, I/O error, damaged database, lock held too long): what each carried is lost",
+            m.store_write_failures.clone(),
+        );
+        r.register(
+            "botticelli_store_writes_failing",
+            "1 while the state store's last write failed, 0 once one succeeds",
+            m.store_writes_failing.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -365,6 +379,17 @@ impl Metrics {
     }
 
     /// Records a finished run.
+    /// A write of the state store failed (`ok` false) or succeeded after failures (`ok`
+    /// true): see [`crate::store::WriteHealth::observe`].
+    pub fn store_write(&self, ok: bool) {
+        if ok {
+            self.store_writes_failing.set(0);
+        } else {
+            self.store_write_failures.inc();
+            self.store_writes_failing.set(1);
+        }
+    }
+
     pub fn run_finished(&self, actor: &str, outcome: &str, seconds: f64) {
         self.runs
             .get_or_create(&ActorOutcome {

@@ -6,10 +6,13 @@
 //!
 //! - `runs.rs`: actors' stored state and the run records (start, acts, end, history, pruning).
 //! - `posts.rs`: the post queue (queueing with dedup, review, sending, posted, pruning texts).
+//! - `health.rs`: how the writes are going ([`WriteHealth`]), for `/readyz`, the metrics and
+//!   the log.
 //! - `sqlite/mod.rs`: the SQLite backend's handle and group commit (the committer task,
 //!   durable writes waiting for their commit).
 //! - `sqlite/schema.rs`: opening a SQLite store: the connection, migrations
-//!   (`migrations/sqlite/*.sql`), the serving lock, crash recovery.
+//!   (`migrations/sqlite/*.sql`), the serving lock, the marker that tells a lost database
+//!   from a new one, crash recovery.
 //! - `sqlite/runs.rs`, `sqlite/posts.rs`: the SQL of the two subjects.
 //!
 //! The actor state itself and the circuit breaker's rules are [`crate::actor_state`]'s; the
@@ -52,10 +55,12 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod health;
 mod posts;
 mod runs;
 mod sqlite;
 
+pub use health::{FAILURE_HOLD, WriteHealth};
 pub use posts::normalize;
 
 /// File name of the database inside the state directory.
@@ -76,6 +81,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "state store {location} is damaged (SQLite finds no database in it, or damaged pages): restore it from a backup (docs/TROUBLESHOOTING.md, \"Backing up and restoring the state store\")"
+    )]
+    Damaged {
+        location: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("state store {location}: migration {version} ({name}) failed")]
     Migrate {
         location: String,
@@ -91,6 +104,17 @@ pub enum StoreError {
         location: String,
         found: i64,
         known: usize,
+    },
+    #[error(
+        "state store {location} is {state}, but {marker} says a store was created there: the database was lost (a truncated copy, a failed restore, a full disk), and a new one would lose the run history, the posts' deduplication and the nonce salt; restore {db} from a backup (docs/TROUBLESHOOTING.md, \"Backing up and restoring the state store\"), or, to start a new, empty store on purpose, delete both {db} and {marker}"
+    )]
+    Lost {
+        location: String,
+        /// `empty (0 bytes)` or `missing`.
+        state: &'static str,
+        /// The database's real path (links resolved).
+        db: String,
+        marker: String,
     },
     #[error("state store query failed")]
     Query(#[from] rusqlite::Error),
@@ -240,9 +264,11 @@ impl Store {
     /// # Errors
     ///
     /// When the directory cannot be created or written, the database cannot be opened or
-    /// migrated, or the URL is not a SQLite one.
+    /// migrated, is damaged ([`StoreError::Damaged`]) or was lost ([`StoreError::Lost`]: it is
+    /// missing or empty while its marker says a store was created there), or the URL is not a
+    /// SQLite one.
     pub async fn open(state_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
-        Self::open_with(state_dir, database_url, false)
+        Self::open_with(state_dir, database_url, false).await
     }
 
     /// [`Store::open`] for the server: takes the store's lock file (`bot-server.db.lock`, held
@@ -252,30 +278,59 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`Store::open`], and [`StoreError::InUse`] when another server holds the lock.
+    /// As [`Store::open`], and [`StoreError::InUse`] when another server holds the lock
+    /// (whatever path, through symbolic links, each names the database by).
     pub async fn open_for_serving(
         state_dir: &Path,
         database_url: Option<&str>,
     ) -> Result<Self, StoreError> {
-        Self::open_with(state_dir, database_url, true)
+        Self::open_with(state_dir, database_url, true).await
     }
 
     /// Opens the backend `database_url` names (SQLite in `state_dir` without one).
-    fn open_with(
+    async fn open_with(
         state_dir: &Path,
         database_url: Option<&str>,
         serving: bool,
     ) -> Result<Self, StoreError> {
-        let url = database_url.map(str::trim).filter(|u| !u.is_empty());
-        // SQLite refuses any other scheme (`StoreError::UnsupportedUrl`); a PostgreSQL backend
-        // would be opened here for `postgres://` URLs.
-        let backend = Backend::Sqlite(sqlite::Sqlite::open(state_dir, url, serving)?);
-        Ok(Self { backend })
+        let state_dir = state_dir.to_owned();
+        let url = database_url
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned);
+        // Opening reads and writes files (the database, its lock and marker, the migrations):
+        // on the blocking pool, not on an async worker thread.
+        let opened = tokio::task::spawn_blocking(move || {
+            // SQLite refuses any other scheme (`StoreError::UnsupportedUrl`); a PostgreSQL
+            // backend would be opened here for `postgres://` URLs.
+            sqlite::Sqlite::open(&state_dir, url.as_deref(), serving)
+        })
+        .await
+        .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))?;
+        Ok(Self {
+            backend: Backend::Sqlite(opened),
+        })
     }
 
     /// Where the store lives, for messages.
     pub fn location(&self) -> &str {
         backend!(self, db => db.location())
+    }
+
+    /// How the store's writes are going (for `/readyz` and the metrics): see [`WriteHealth`].
+    pub fn write_health(&self) -> &WriteHealth {
+        backend!(self, db => db.health())
+    }
+
+    /// Fakes a full disk (`full`), or frees it: writes that need the database to grow fail
+    /// as they do when the disk is full (SQLite's `SQLITE_FULL`). For tests.
+    ///
+    /// # Errors
+    ///
+    /// When the database does not answer.
+    #[cfg(any(test, feature = "fakes"))]
+    pub fn fake_full_disk(&self, full: bool) -> Result<(), StoreError> {
+        backend!(self, db => db.fill_disk(full))
     }
 
     /// Checks the store answers (for `/readyz`).

@@ -58,6 +58,7 @@
 //! - `tls`: the trust store of the OTLP exporter (OS roots plus the CA file).
 //! - `headers`: the headers files (`OTEL_EXPORTER_OTLP_HEADERS_FILE`…), parsed into the
 //!   exporter's gRPC metadata or HTTP headers.
+//! - `throttle`: [`LogThrottle`], a repeated log line at most once a minute, with its count.
 //!
 //! This file installs the subscriber (the log layer and the OTel layer), owns the guard that
 //! flushes at shutdown, and puts trace ids on spans.
@@ -79,6 +80,7 @@ mod export;
 mod headers;
 mod sampler;
 mod settings;
+mod throttle;
 mod tls;
 
 pub use export::{resource, service_instance_id, tracer_provider};
@@ -88,6 +90,7 @@ pub use settings::{
     CaFile, DEFAULT_SERVICE_NAME, EnvError, ExporterKind, LogFormat, OtlpProtocol, SettingsError,
     TelemetryConfig,
 };
+pub use throttle::{LOG_REPEAT_INTERVAL, LogThrottle};
 
 /// How long [`Telemetry::shutdown`] waits for the last spans to be exported.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

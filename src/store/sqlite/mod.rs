@@ -30,6 +30,7 @@
 //! server runs); such commands hold it for milliseconds.
 
 use super::StoreError;
+use super::health::WriteHealth;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -54,6 +55,8 @@ struct Inner {
     /// Whether that task runs; without it (no tokio runtime at open), durable writes commit
     /// themselves.
     committer: bool,
+    /// The outcome of the writes (the same as the connection's).
+    health: Arc<WriteHealth>,
 }
 
 /// How a group commit ended: `None` while open, then `Ok` or the error's text.
@@ -68,6 +71,33 @@ struct Conn {
     /// The serving lock ([`Store::open_for_serving`]), held until the store is closed or
     /// dropped.
     lock: Option<std::fs::File>,
+    /// Told of every write the storage could not make and of every commit.
+    health: Arc<WriteHealth>,
+}
+
+/// Whether `err` is a failure of the storage itself (a full disk, an I/O error, a damaged
+/// page, a lock another process held too long), as opposed to a write its caller got wrong
+/// (a constraint it broke), which says nothing about the store's health.
+fn storage_failure(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        err.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseCorrupt
+                | NotADatabase
+                | ReadOnly
+                | CannotOpen
+                | PermissionDenied
+                | DatabaseBusy
+                | DatabaseLocked
+                | OutOfMemory
+                | FileLockingProtocolFailed
+                | NoLargeFileSupport
+                | InternalMalfunction
+        )
+    )
 }
 
 impl Conn {
@@ -77,16 +107,24 @@ impl Conn {
             return Ok(());
         };
         let result = if db.is_autocommit() {
-            // SQLite rolled the transaction back itself (an I/O error, disk full).
+            // SQLite rolled the transaction back itself (an I/O error, disk full); the
+            // statement that failed told the health already.
             Err("the transaction was rolled back after an error".to_owned())
         } else {
-            db.prepare_cached("COMMIT")
+            match db
+                .prepare_cached("COMMIT")
                 .and_then(|mut commit| commit.execute([]))
-                .map(drop)
-                .map_err(|err| {
+            {
+                Ok(_) => {
+                    self.health.succeeded();
+                    Ok(())
+                }
+                Err(err) => {
                     let _ = db.execute_batch("ROLLBACK");
-                    crate::error_chain(&err)
-                })
+                    self.health.failed(&err.to_string());
+                    Err(crate::error_chain(&err))
+                }
+            }
         };
         batch.send_replace(Some(result.clone()));
         result
@@ -130,9 +168,9 @@ async fn committer(inner: Weak<Inner>, wake: Arc<Notify>) {
         if conn.db.is_none() {
             return;
         }
-        if let Err(err) = conn.commit() {
-            tracing::error!(cause = %err, "state store: commit failed; the writes of this batch are lost and their runs fail");
-        }
+        // A failure is the health's to log (once a minute, however many batches fail) and
+        // the waiting writers' to report.
+        let _ = conn.commit();
     }
 }
 
@@ -171,18 +209,33 @@ impl Sqlite {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<(T, watch::Receiver<Outcome>), StoreError> {
         let mut guard = self.lock();
-        let Conn { db, batch, .. } = &mut *guard;
+        let Conn {
+            db, batch, health, ..
+        } = &mut *guard;
         let conn = db.as_mut().ok_or(StoreError::Closed)?;
         let batch = match batch {
             Some(batch) => batch,
             None => {
-                conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+                if let Err(err) = conn
+                    .prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut begin| begin.execute([]))
+                {
+                    if storage_failure(&err) {
+                        health.failed(&err.to_string());
+                    }
+                    return Err(err.into());
+                }
                 self.inner.wake.notify_one();
                 batch.insert(watch::channel(None).0)
             }
         };
         let outcome = batch.subscribe();
         let result = f(conn);
+        if let Err(err) = &result
+            && storage_failure(err)
+        {
+            health.failed(&err.to_string());
+        }
         if conn.is_autocommit() {
             // An error made SQLite roll the whole transaction back: say so to its writers.
             let _ = guard.commit();
@@ -219,6 +272,27 @@ impl Sqlite {
     ) -> Result<(), StoreError> {
         self.write(|conn| conn.prepare_cached(sql)?.execute(params).map(drop))
             .await
+    }
+
+    /// How the writes are going.
+    pub(super) fn health(&self) -> &WriteHealth {
+        &self.inner.health
+    }
+
+    /// Lets no write make the database grow (`PRAGMA max_page_count` at its current size),
+    /// or lifts that limit: SQLite then fails writes with `SQLITE_FULL` exactly as on a full
+    /// disk.
+    #[cfg(any(test, feature = "fakes"))]
+    pub(super) fn fill_disk(&self, full: bool) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let pages: i64 = if full {
+                conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+            } else {
+                // SQLite's own maximum.
+                4_294_967_294
+            };
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        })
     }
 
     /// Checks the database answers.
@@ -420,6 +494,48 @@ mod tests {
             store.act_outputs(id).await.unwrap(),
             vec![("x".to_owned(), "kept".to_owned())]
         );
+    }
+
+    /// A write that fails for want of space (the disk full) makes the store's health say
+    /// so; a write its caller got wrong (a foreign key) does not; a commit that goes through
+    /// again clears the last failure.
+    #[tokio::test]
+    async fn the_health_follows_failures_of_the_storage_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let state = ActorState {
+            name: "a".into(),
+            ..Default::default()
+        };
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        assert!(store.record_acts(9999, &[act("orphan")]).await.is_err());
+        // Committed (a durable write waits for the commit of the run before it).
+        store.nonce_salt().await.unwrap();
+        assert_eq!(store.write_health().problem(), None);
+
+        store.fake_full_disk(true).unwrap();
+        let big = "x".repeat(64 * 1024);
+        let e = store.record_acts(id, &[act(&big)]).await.unwrap_err();
+        assert!(
+            crate::error_chain(&e).contains("database or disk is full"),
+            "{e}"
+        );
+        assert!(store.write_health().last_failed());
+        let problem = store.write_health().problem().unwrap();
+        assert!(problem.contains("database or disk is full"), "{problem}");
+
+        store.fake_full_disk(false).unwrap();
+        let id = store
+            .start_run(&state, None, Utc::now(), Utc::now())
+            .await
+            .unwrap();
+        store.record_acts(id, &[act(&big)]).await.unwrap();
+        assert!(store.write_health().last_failed(), "not committed yet");
+        store.nonce_salt().await.unwrap();
+        assert!(!store.write_health().last_failed());
     }
 
     /// `bot-server posts approve` while the server writes without pause: the server's open

@@ -1,10 +1,13 @@
 //! Opening a SQLite store: where the database is (`DATABASE_URL` or the state directory), the
 //! connection and its settings (WAL journal, busy timeout, statement cache), the migrations
 //! (`migrations/sqlite/*.sql`, counted by `user_version`, adopting stores of the sqlx
-//! releases), the serving lock that keeps a second server off the same store, and crash
-//! recovery (runs a dead process left `running` become `interrupted`).
+//! releases), the serving lock that keeps a second server off the same store (taken on the
+//! database's real path, so a symbolic link to it is the same store), the marker that tells a
+//! lost database from a new one, and crash recovery (runs a dead process left `running`
+//! become `interrupted`).
 
 use super::{Conn, Inner, Sqlite};
+use crate::store::health::WriteHealth;
 use crate::store::{DB_FILE, StoreError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -55,11 +58,20 @@ fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(path))
 }
 
+/// An error opening the store at `location`: [`StoreError::Damaged`] when SQLite finds the
+/// file is no database or its pages are damaged (the fix is a backup), else
+/// [`StoreError::Open`].
+fn open_error(location: &str, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let location = location.to_owned();
+    match source.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => StoreError::Damaged { location, source },
+        _ => StoreError::Open { location, source },
+    }
+}
+
 pub(super) fn connect(path: &Path, location: &str) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
-        location: location.to_owned(),
-        source,
-    };
+    let open_err = |source| open_error(location, source);
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     conn.execute_batch(
@@ -78,10 +90,7 @@ pub(super) fn connect(path: &Path, location: &str) -> Result<Connection, StoreEr
 /// A store created by releases that used sqlx records its migrations in `_sqlx_migrations`
 /// instead; those count as applied.
 fn migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
-    let open_err = |source| StoreError::Open {
-        location: location.to_owned(),
-        source,
-    };
+    let open_err = |source| open_error(location, source);
     let mut version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(open_err)?;
@@ -126,13 +135,93 @@ fn migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Takes the serving lock of the database at `db`: an exclusive lock on `DB.lock`, with this
-/// process's id written in it for the message another server gets.
+/// The file `path` names, with every symbolic link resolved (in its directories and the file
+/// itself): two paths to the same database give the same real path. For a file not created
+/// yet, its directory's real path and its name (the target's, for a link to a file to come).
+fn real_path(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(real) => Ok(real),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let dir = |p: &Path| match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            let target = match std::fs::read_link(path) {
+                Ok(target) => dir(path).join(target),
+                Err(_) => path.to_owned(),
+            };
+            let name = target.file_name().ok_or(err)?.to_owned();
+            Ok(std::fs::canonicalize(dir(&target))?.join(name))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `db` with `suffix` appended to its file name (`bot-server.db.lock`).
+fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The marker beside a database once it holds a store: while it exists, a database missing or
+/// empty is a store lost, not a store to create (see [`refuse_lost`]).
+pub(in crate::store) const MARKER_SUFFIX: &str = ".created";
+
+/// Refuses to open `db` (its real path) when it is missing or empty (0 bytes) but its marker
+/// says a store was created there: SQLite would silently start a new, empty store, and the
+/// run history, the posts' deduplication and the nonce salt would be gone. Opening nothing,
+/// it changes nothing.
+fn refuse_lost(db: &Path, location: &str) -> Result<(), StoreError> {
+    let marker = beside(db, MARKER_SUFFIX);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let state = match std::fs::metadata(db) {
+        Ok(meta) if meta.len() == 0 => "empty (0 bytes)",
+        Ok(_) => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "missing",
+        // Unreadable: opening it reports why.
+        Err(_) => return Ok(()),
+    };
+    Err(StoreError::Lost {
+        location: location.to_owned(),
+        state,
+        db: db.display().to_string(),
+        marker: marker.display().to_string(),
+    })
+}
+
+/// Writes the marker beside `db` (its real path) if it is not there yet: from now on, the
+/// database missing or emptied is refused instead of replaced. A marker that cannot be
+/// written is logged, not fatal (the store itself works).
+fn mark(db: &Path) {
+    let marker = beside(db, MARKER_SUFFIX);
+    if marker.exists() {
+        return;
+    }
+    let name = db
+        .file_name()
+        .map_or_else(|| DB_FILE.into(), |n| n.to_string_lossy());
+    let text = format!(
+        "bot-server: {name} in this directory holds a bot-server state store (marked {now}).\n\
+         While this file exists, bot-server refuses to start when {name} is missing or empty\n\
+         (0 bytes) instead of creating a new store in its place, which would lose the run\n\
+         history, the deduplication of posts and the nonce salt of Discord messages.\n\
+         Restore {name} from a backup (docs/TROUBLESHOOTING.md, \"Backing up and restoring the\n\
+         state store\"); to start a new, empty store on purpose, delete both {name} and this file.\n",
+        now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    if let Err(err) = std::fs::write(&marker, text) {
+        tracing::warn!(marker = %marker.display(), cause = %err, "cannot write the state store's marker; a database emptied later would be replaced by a new store instead of refused");
+    }
+}
+
+/// Takes the serving lock of the database at `db` (its real path): an exclusive lock on
+/// `DB.lock`, with this process's id written in it for the message another server gets.
 fn lock(db: &Path, location: &str) -> Result<std::fs::File, StoreError> {
     use std::io::{Read, Seek, Write};
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
+    let path = beside(db, ".lock");
     let dir_err = |source| StoreError::Dir {
         path: path.clone(),
         source,
@@ -188,8 +277,9 @@ fn recover(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl Sqlite {
     /// Opens (creating and migrating) the database `database_url` names (`sqlite://PATH`),
-    /// or `bot-server.db` in `state_dir`. When `serving`, takes the serving lock and recovers
-    /// from a crash first.
+    /// or `bot-server.db` in `state_dir`, unless its marker says it held a store and it is now
+    /// missing or empty. When `serving`, takes the serving lock and recovers from a crash
+    /// first. Blocks (files, SQLite): called off the async threads.
     pub(in crate::store) fn open(
         state_dir: &Path,
         database_url: Option<&str>,
@@ -207,19 +297,30 @@ impl Sqlite {
                 (path, location)
             }
         };
-        let lock = if serving {
-            Some(lock(&path, &location)?)
-        } else {
+        // An in-memory database has no file, no marker and nothing to lock.
+        let real = if path == Path::new(":memory:") {
             None
+        } else {
+            let real = real_path(&path).map_err(|source| StoreError::Dir {
+                path: path.clone(),
+                source,
+            })?;
+            refuse_lost(&real, &location)?;
+            Some(real)
+        };
+        let lock = match &real {
+            Some(real) if serving => Some(lock(real, &location)?),
+            _ => None,
         };
         let mut conn = connect(&path, &location)?;
         migrate(&mut conn, &location)?;
         if serving {
-            recover(&mut conn).map_err(|source| StoreError::Open {
-                location: location.clone(),
-                source,
-            })?;
+            recover(&mut conn).map_err(|source| open_error(&location, source))?;
         }
+        if let Some(real) = &real {
+            mark(real);
+        }
+        let health = Arc::new(WriteHealth::new(&location));
         let wake = Arc::new(Notify::new());
         let runtime = tokio::runtime::Handle::try_current().ok();
         let inner = Arc::new(Inner {
@@ -227,10 +328,12 @@ impl Sqlite {
                 db: Some(conn),
                 batch: None,
                 lock,
+                health: health.clone(),
             }),
             location,
             wake: wake.clone(),
             committer: runtime.is_some(),
+            health,
         });
         if let Some(runtime) = runtime {
             runtime.spawn(super::committer(Arc::downgrade(&inner), wake));
@@ -337,6 +440,128 @@ mod tests {
         Store::open_for_serving(dir.path(), None)
             .await
             .expect("free once the first server closed its store");
+    }
+
+    /// Two servers on one database through a symbolic link (a second state directory whose
+    /// `bot-server.db` links to the first's, or a `DATABASE_URL` naming the link): the second
+    /// is refused, as on the same path.
+    #[tokio::test]
+    async fn a_second_server_through_a_symbolic_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first_dir, second_dir) = (dir.path().join("first"), dir.path().join("second"));
+        let first = Store::open_for_serving(&first_dir, None).await.unwrap();
+        std::fs::create_dir(&second_dir).unwrap();
+        std::os::unix::fs::symlink(first_dir.join(DB_FILE), second_dir.join(DB_FILE)).unwrap();
+        let e = Store::open_for_serving(&second_dir, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in use by another `bot-server serve`"), "{e}");
+        let real = std::fs::canonicalize(first_dir.join(DB_FILE)).unwrap();
+        assert!(e.contains(&format!("{}.lock", real.display())), "{e}");
+        let url = format!("sqlite://{}", second_dir.join(DB_FILE).display());
+        let e = Store::open_for_serving(&second_dir, Some(&url))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in use by another `bot-server serve`"), "{e}");
+        // A link to a directory: the same.
+        std::os::unix::fs::symlink(&first_dir, dir.path().join("linked")).unwrap();
+        assert!(matches!(
+            Store::open_for_serving(&dir.path().join("linked"), None).await,
+            Err(StoreError::InUse { .. })
+        ));
+        first.close().await;
+        Store::open_for_serving(&second_dir, None)
+            .await
+            .expect("free once the first server closed its store");
+    }
+
+    /// A database emptied (0 bytes) or deleted after a store was created in its place is
+    /// refused, naming the file, its marker and what to do, and left as it is; deleting both,
+    /// as the message says, starts a new store.
+    #[tokio::test]
+    async fn a_lost_database_is_refused_while_its_marker_says_a_store_existed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        let marker = dir.path().join(format!("{DB_FILE}{MARKER_SUFFIX}"));
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let salt = store.nonce_salt().await.unwrap();
+        store.close().await;
+        assert!(marker.exists(), "the marker is written with the store");
+
+        std::fs::File::create(&db).unwrap();
+        for serving in [false, true] {
+            let e = if serving {
+                Store::open_for_serving(dir.path(), None).await
+            } else {
+                Store::open(dir.path(), None).await
+            }
+            .unwrap_err();
+            assert!(matches!(e, StoreError::Lost { .. }), "{e:?}");
+            let e = e.to_string();
+            for needle in [
+                format!("{} is empty (0 bytes)", db.display()),
+                format!("but {} says a store was created there", marker.display()),
+                "restore".to_owned(),
+                "Backing up and restoring the state store".to_owned(),
+                format!("delete both {} and {}", db.display(), marker.display()),
+            ] {
+                assert!(e.contains(&needle), "{needle:?} not in: {e}");
+            }
+            assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left untouched");
+        }
+
+        std::fs::remove_file(&db).unwrap();
+        let e = Store::open(dir.path(), None).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("{} is missing", db.display())), "{e}");
+        assert!(!db.exists(), "not created");
+
+        std::fs::remove_file(&marker).unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        assert_ne!(store.nonce_salt().await.unwrap(), salt, "a new store");
+        assert!(marker.exists());
+    }
+
+    /// A database whose header is damaged or cut short is refused, naming the file and the
+    /// restore procedure, and left as it is.
+    #[tokio::test]
+    async fn a_database_with_a_damaged_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        Store::open(dir.path(), None).await.unwrap().close().await;
+        let whole = std::fs::read(&db).unwrap();
+        for broken in [
+            b"not a database at all, really".to_vec(),
+            whole[..50].to_vec(),
+        ] {
+            std::fs::write(&db, &broken).unwrap();
+            let e = Store::open_for_serving(dir.path(), None).await.unwrap_err();
+            assert!(matches!(e, StoreError::Damaged { .. }), "{e:?}");
+            let e = crate::error_chain(&e);
+            assert!(e.contains(&format!("{} is damaged", db.display())), "{e}");
+            assert!(e.contains("restore it from a backup"), "{e}");
+            assert_eq!(std::fs::read(&db).unwrap(), broken, "left as it was");
+        }
+    }
+
+    /// A new state directory, or an empty database file with no marker beside it (a store
+    /// of a release before the marker, or a file created by hand), gets a new store.
+    #[tokio::test]
+    async fn an_empty_database_without_a_marker_becomes_a_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::File::create(dir.path().join(DB_FILE)).unwrap();
+        let store = Store::open_for_serving(dir.path(), None).await.unwrap();
+        store.nonce_salt().await.unwrap();
+        store.close().await;
+        assert!(
+            dir.path()
+                .join(format!("{DB_FILE}{MARKER_SUFFIX}"))
+                .exists()
+        );
+        let fresh = dir.path().join("new");
+        Store::open(&fresh, None).await.unwrap().close().await;
+        assert!(fresh.join(DB_FILE).metadata().unwrap().len() > 0);
     }
 
     /// A store written by the releases that used sqlx: migrations 1 and 2 recorded in
