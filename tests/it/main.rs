@@ -6,6 +6,7 @@ mod fake_discord;
 mod faults;
 mod llm;
 mod pipeline;
+mod shutdown;
 mod support;
 mod tls;
 mod traces;
