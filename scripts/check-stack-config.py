@@ -24,7 +24,7 @@ Fails, naming the file and the entry, when:
             containers/containers.conf's stop_timeout for a plain `podman stop`) is missing, the
             two disagree, or it is not at least the shutdown budget of the image's config
             (containers/actor_server.container.toml) and of the e2e's
-            (scripts/e2e/actor_server.e2e.toml) plus a margin: shutdown_grace_seconds +
+            (scripts/e2e/actor_server.e2e.toml, actor_server.hang.toml) plus a margin: shutdown_grace_seconds +
             SHUTDOWN_TAIL_SECONDS (src/shutdown.rs, whose unit test keeps the numbers here in
             step) + STOP_MARGIN_SECONDS. Past it, a stop ends in SIGKILL (exit 137).
 
@@ -52,7 +52,8 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 15
 # What the stop timeout must leave beyond the budget (process start-up, podman's own work).
 STOP_MARGIN_SECONDS = 5
 # The bot-server configs the stack runs: the image's, and the one the e2e test mounts.
-BOT_CONFIGS = ("containers/actor_server.container.toml", "scripts/e2e/actor_server.e2e.toml")
+BOT_CONFIGS = ("containers/actor_server.container.toml", "scripts/e2e/actor_server.e2e.toml",
+               "scripts/e2e/actor_server.hang.toml")
 
 
 def load():
