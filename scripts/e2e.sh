@@ -303,12 +303,12 @@ podman build --format docker --target otlp-receiver-standin "${BUILD_ARGS[@]}" -
     >"$LOG_DIR/build-standin.log" 2>&1 || { tail -40 "$LOG_DIR/build-standin.log"; die "stand-in image build failed"; }
 podman images "$STANDIN_IMAGE" --format 'size: {{.Size}}'
 
-step "2e. Discord stand-in image (target discord-standin; not Discord)"
+step "2d. Discord stand-in image (target discord-standin; not Discord)"
 podman build --format docker --target discord-standin "${BUILD_ARGS[@]}" -t "$DISCORD_STANDIN_IMAGE" -f Containerfile . \
     >"$LOG_DIR/build-discord-standin.log" 2>&1 || { tail -40 "$LOG_DIR/build-discord-standin.log"; die "Discord stand-in image build failed"; }
 podman images "$DISCORD_STANDIN_IMAGE" --format 'size: {{.Size}}'
 
-step "2d. no official name was tagged by this run; stack config checks"
+step "2e. no official name was tagged by this run; stack config checks"
 official_after="$(official_images)"
 new_official="$(comm -13 <(echo "$official_before") <(echo "$official_after") | sed '/^$/d')"
 [ -z "$new_official" ] || [[ "$RUNTIME_IMAGE $RUST_IMAGE" == *docker.io/library/* ]] \
