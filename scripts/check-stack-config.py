@@ -20,6 +20,13 @@ Fails, naming the file and the entry, when:
   alertmanager  alertmanager/alertmanager.yml's Discord receiver has an inline webhook_url
             instead of webhook_url_file, or prometheus.yml does not send alerts to
             alertmanager:9093.
+  shutdown  the bot-server's stop timeout (the compose file's stop_grace_period, and
+            containers/containers.conf's stop_timeout for a plain `podman stop`) is missing, the
+            two disagree, or it is not at least the shutdown budget of the image's config
+            (containers/actor_server.container.toml) and of the e2e's
+            (scripts/e2e/actor_server.e2e.toml, actor_server.hang.toml) plus a margin: shutdown_grace_seconds +
+            SHUTDOWN_TAIL_SECONDS (src/shutdown.rs, whose unit test keeps the numbers here in
+            step) + STOP_MARGIN_SECONDS. Past it, a stop ends in SIGKILL (exit 137).
 
 `--self-test` runs every check on copies of the files with one fault put in each, and fails if
 a fault goes unnoticed (the checks are tested, not only run).
@@ -28,6 +35,7 @@ import copy
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -37,6 +45,15 @@ BIND = "${BOTTICELLI_BIND_ADDRESS:-127.0.0.1}"
 REPO_DOC = "https://github.com/botticelli/bot-server/blob/main/docs/TROUBLESHOOTING.md#"
 METRIC = re.compile(r"\b((?:botticelli|process)_[a-z0-9_]+|up)\b(?!\s*\()")
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|WEBHOOK_URL", re.I)
+# The bot-server's shutdown budget is shutdown_grace_seconds + this (src/shutdown.rs: TAIL).
+SHUTDOWN_TAIL_SECONDS = 10
+# [server] shutdown_grace_seconds when a config leaves it out (src/config/mod.rs).
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 15
+# What the stop timeout must leave beyond the budget (process start-up, podman's own work).
+STOP_MARGIN_SECONDS = 5
+# The bot-server configs the stack runs: the image's, and the one the e2e test mounts.
+BOT_CONFIGS = ("containers/actor_server.container.toml", "scripts/e2e/actor_server.e2e.toml",
+               "scripts/e2e/actor_server.hang.toml")
 
 
 def load():
@@ -50,6 +67,8 @@ def load():
         "troubleshooting": (ROOT / "docs/TROUBLESHOOTING.md").read_text(),
         "alertmanager": yaml.safe_load((ROOT / "alertmanager/alertmanager.yml").read_text()),
         "prometheus": yaml.safe_load((ROOT / "prometheus.yml").read_text()),
+        "containers_conf": tomllib.loads((ROOT / "containers/containers.conf").read_text()),
+        "bot_configs": {p: tomllib.loads((ROOT / p).read_text()) for p in BOT_CONFIGS},
     }
 
 
@@ -290,7 +309,58 @@ def check_alertmanager(c):
     return errors
 
 
-CHECKS = [check_compose, check_jaeger, check_grafana, check_alerts, check_alertmanager]
+# ----------------------------------------------------------------------------------- shutdown
+def seconds(value):
+    """A duration in seconds: a number, or a string with units ("30s", "1m30s", "2h")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {value!r}")
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
+def check_shutdown(c):
+    errors = []
+    bot = (c["compose"].get("services") or {}).get("bot-server") or {}
+    period = bot.get("stop_grace_period")
+    conf = (c["containers_conf"].get("engine") or {}).get("stop_timeout")
+    if period is None:
+        errors.append("compose: bot-server: no stop_grace_period (podman-compose's default is 10 s)")
+    if conf is None:
+        errors.append("containers/containers.conf: [engine] has no stop_timeout (podman's default is 10 s)")
+    try:
+        period = None if period is None else seconds(period)
+    except ValueError as err:
+        errors.append(f"compose: bot-server: stop_grace_period: {err}")
+        period = None
+    if period is not None and conf is not None and period != float(conf):
+        errors.append(f"compose: bot-server: stop_grace_period ({period:g} s) is not containers/containers.conf's "
+                      f"stop_timeout ({conf} s): `podman-compose stop` and `podman stop` would give it different times")
+    stop = min(t for t in (period, None if conf is None else float(conf), float("inf")) if t is not None)
+    if stop == float("inf"):
+        return errors
+    for path, cfg in c["bot_configs"].items():
+        raw = (cfg.get("server") or {}).get("shutdown_grace_seconds", DEFAULT_SHUTDOWN_GRACE_SECONDS)
+        try:
+            grace = seconds(raw)
+        except ValueError as err:
+            errors.append(f"{path}: shutdown_grace_seconds: {err}")
+            continue
+        budget = grace + SHUTDOWN_TAIL_SECONDS
+        if budget + STOP_MARGIN_SECONDS > stop:
+            errors.append(f"{path}: shutdown_grace_seconds = {raw}: the bot-server may take {budget:g} s to stop "
+                          f"(grace + {SHUTDOWN_TAIL_SECONDS} s), which with a {STOP_MARGIN_SECONDS} s margin does "
+                          f"not fit the {stop:g} s stop timeout (compose stop_grace_period, containers.conf "
+                          f"stop_timeout): lower the grace or raise both")
+    return errors
+
+
+CHECKS = [check_compose, check_jaeger, check_grafana, check_alerts, check_alertmanager, check_shutdown]
 
 
 def run(c):
@@ -360,9 +430,25 @@ def faults():
     def no_alerting(c):
         c["prometheus"].pop("alerting", None)
 
+    def grace_over_stop_timeout(c):
+        c["bot_configs"]["containers/actor_server.container.toml"]["server"]["shutdown_grace_seconds"] = "20s"
+
+    def default_grace_over_stop_timeout(c):
+        for cfg in c["bot_configs"].values():
+            cfg["server"].pop("shutdown_grace_seconds")
+        c["compose"]["services"]["bot-server"]["stop_grace_period"] = "25s"
+        c["containers_conf"]["engine"]["stop_timeout"] = 25
+
+    def stop_timeouts_disagree(c):
+        c["compose"]["services"]["bot-server"]["stop_grace_period"] = "1m"
+
+    def no_stop_grace_period(c):
+        c["compose"]["services"]["bot-server"].pop("stop_grace_period")
+
     return [port_without_address, default_password, anonymous_on, lifecycle, jaeger_1, unwired_pipeline,
             query_reads_other_store, hard_coded_job, metric_without_job, fixed_datasource, missing_runbook,
-            dead_anchor, inline_webhook, no_alerting]
+            dead_anchor, inline_webhook, no_alerting, grace_over_stop_timeout, default_grace_over_stop_timeout,
+            stop_timeouts_disagree, no_stop_grace_period]
 
 
 def main():
@@ -390,7 +476,8 @@ def main():
     n_dash = len(c["dashboards"])
     print(f"ok: compose ports on {BIND}, no default secrets, Grafana password from a secret file, anonymous off;"
           f" jaeger/config.yaml wired; {n_dash} dashboards use $job and ${{DS_...}};"
-          f" every alert has a runbook_url to docs/TROUBLESHOOTING.md; Alertmanager Discord from a secret file")
+          f" every alert has a runbook_url to docs/TROUBLESHOOTING.md; Alertmanager Discord from a secret file;"
+          f" the bot-server's shutdown budget fits its stop timeout")
 
 
 if __name__ == "__main__":

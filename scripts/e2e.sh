@@ -12,8 +12,9 @@
 #      names (as older versions of the script did) lose those names on the next run;
 #   2. builds the bot-server image through the real Containerfile (--format docker) FROM the
 #      images step 1 chose, asserts that it has no bash, curl or ping, builds the debug image
-#      (target debug: the troubleshooting tools) and the OTLP receiver stand-in (target
-#      otlp-receiver-standin: not Jaeger); checks the stack's config statically
+#      (target debug: the troubleshooting tools), the OTLP receiver stand-in (target
+#      otlp-receiver-standin: not Jaeger) and the Discord stand-in (target discord-standin:
+#      the library's fake Discord, for step G); checks the stack's config statically
 #      (scripts/check-stack-config.py, and its self-test);
 #   3. checks and unit-tests the alert rules with the Prometheus image's promtool;
 #   4. starts bot-server, prometheus and jaeger (= the stand-in, JAEGER_IMAGE) with
@@ -33,6 +34,11 @@
 #   F. the network troubleshooting commands of docs/TROUBLESHOOTING.md print what it says (the
 #      ones that need tools run in the debug image on botticelli-net, `just debug ...`),
 #      including the "DNS" fix (compose down, network rm, up: state survives);
+#   G. with Discord hanging (the Discord stand-in in hang mode on botticelli-net, the bot-server
+#      recreated with scripts/e2e/actor_server.hang.toml: a channel and a webhook post in
+#      flight, Discord's request timeout at its default 30 s), `podman stop` still ends the
+#      bot-server with exit 0 within its shutdown budget (grace 15 s + 10 s), before the stop
+#      timeout; the channel post is left `sending`, the webhook post set aside as `failed`;
 # then tears everything down (also on failure, printing the containers' logs first).
 #
 # Environment: E2E_KEEP=1 leaves the stack up; E2E_LOG_DIR (default a new /tmp dir) keeps the
@@ -48,6 +54,9 @@ export PODMAN_COMPOSE_WARNING_LOGS=false
 
 BOT_IMAGE="${BOT_SERVER_IMAGE:-localhost/botticelli-bot-server:latest}"
 STANDIN_IMAGE="${STANDIN_IMAGE:-localhost/botticelli-otlp-receiver-standin:latest}"
+DISCORD_STANDIN_IMAGE="${DISCORD_STANDIN_IMAGE:-localhost/botticelli-discord-standin:latest}"
+# Step G's fake Discord, on botticelli-net under this name (not a compose service).
+DISCORD_CONTAINER=botticelli-discord
 export BOT_SERVER_IMAGE="$BOT_IMAGE"
 export JAEGER_IMAGE="$STANDIN_IMAGE"
 export PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-localhost/botticelli-prometheus:2.42.0}"
@@ -72,6 +81,8 @@ E2E_VOLUMES=(botticelli-e2e-bot-server-state botticelli-e2e-prometheus-data bott
 LOG_DIR="${E2E_LOG_DIR:-$(mktemp -d /tmp/botticelli-e2e.XXXXXX)}"
 mkdir -p "$LOG_DIR"
 CHECK=(python3 "$ROOT/scripts/e2e/check.py")
+# Step G: the stack's bot-server with the hanging-Discord config instead of the e2e's.
+COMPOSE_HANG=(podman-compose --env-file /dev/null -f docker-compose.observability.yml -f scripts/e2e/compose.hang.yml)
 
 # --------------------------------------------------------------------------------- helpers
 T0=$SECONDS
@@ -163,7 +174,7 @@ cleanup() {
         echo
         echo "=== e2e FAILED in step: ${CURRENT:-?} (exit $status); container logs follow"
         podman ps -a --filter name=botticelli- --format '{{.Names}}  {{.Status}}  {{.Image}}'
-        for c in "${CONTAINERS[@]}"; do
+        for c in "${CONTAINERS[@]}" "$DISCORD_CONTAINER"; do
             podman container exists "$c" || continue
             echo "----- podman logs --tail 80 $c"
             podman logs --tail 80 "$c" 2>&1
@@ -179,10 +190,10 @@ cleanup() {
         echo
         echo "=== e2e: teardown"
         "${COMPOSE[@]}" down -v >"$LOG_DIR/down.log" 2>&1
-        for c in "${CONTAINERS[@]}"; do podman rm -f "$c" >/dev/null 2>&1; done
+        for c in "${CONTAINERS[@]}" "$DISCORD_CONTAINER"; do podman rm -f "$c" >/dev/null 2>&1; done
         podman volume rm -f "${E2E_VOLUMES[@]}" >/dev/null 2>&1
         podman network rm -f botticelli-net >/dev/null 2>&1
-        echo "removed containers ${CONTAINERS[*]}, volumes ${E2E_VOLUMES[*]}, network botticelli-net"
+        echo "removed containers ${CONTAINERS[*]} $DISCORD_CONTAINER, volumes ${E2E_VOLUMES[*]}, network botticelli-net"
     fi
     echo
     echo "=== e2e timings"
@@ -203,7 +214,7 @@ done
 # (network backend not netavark, no aardvark-dns, no DNS between containers, a runtime that
 # cannot start containers): before any image is built.
 scripts/check-container-host.sh || die "this host cannot run the stack (see above; scripts/install-deps.sh installs what it needs)"
-for c in "${CONTAINERS[@]}" botticelli-grafana; do
+for c in "${CONTAINERS[@]}" botticelli-grafana "$DISCORD_CONTAINER"; do
     if podman container exists "$c"; then
         die "container $c exists: a stack is running (just stop-observability), or remove it: podman rm -f $c"
     fi
@@ -292,7 +303,12 @@ podman build --format docker --target otlp-receiver-standin "${BUILD_ARGS[@]}" -
     >"$LOG_DIR/build-standin.log" 2>&1 || { tail -40 "$LOG_DIR/build-standin.log"; die "stand-in image build failed"; }
 podman images "$STANDIN_IMAGE" --format 'size: {{.Size}}'
 
-step "2d. no official name was tagged by this run; stack config checks"
+step "2d. Discord stand-in image (target discord-standin; not Discord)"
+podman build --format docker --target discord-standin "${BUILD_ARGS[@]}" -t "$DISCORD_STANDIN_IMAGE" -f Containerfile . \
+    >"$LOG_DIR/build-discord-standin.log" 2>&1 || { tail -40 "$LOG_DIR/build-discord-standin.log"; die "Discord stand-in image build failed"; }
+podman images "$DISCORD_STANDIN_IMAGE" --format 'size: {{.Size}}'
+
+step "2e. no official name was tagged by this run; stack config checks"
 official_after="$(official_images)"
 new_official="$(comm -13 <(echo "$official_before") <(echo "$official_after") | sed '/^$/d')"
 [ -z "$new_official" ] || [[ "$RUNTIME_IMAGE $RUST_IMAGE" == *docker.io/library/* ]] \
@@ -511,5 +527,49 @@ expect "getent hosts jaeger after recreating the network" "$f" '^[0-9.]+ +jaeger
 podman exec botticelli-bot-server bot-server posts list --limit 10000 >"$LOG_DIR/posts-after-recreate.txt" 2>>"$LOG_DIR/exec.log"
 posts_kept "$LOG_DIR/posts-before.txt" "$LOG_DIR/posts-after-recreate.txt" down/up
 "${CHECK[@]}" target --prom "$PROM" --timeout 60
+
+# --------------------------------------------------------------- G. stop while Discord hangs
+step "G. podman stop while Discord hangs: exit 0 within the shutdown budget, sends cut and set aside"
+podman run -d --name "$DISCORD_CONTAINER" --network botticelli-net -e DISCORD_STANDIN_MODE=hang \
+    "$DISCORD_STANDIN_IMAGE" >/dev/null
+# The bot-server recreated (podman-compose sees the changed mount) with the hanging-Discord
+# config: two `immediate` actors send at once, to a channel and to a webhook.
+"${COMPOSE_HANG[@]}" up -d --no-deps bot-server >"$LOG_DIR/hang-up.log" 2>&1 \
+    || { cat "$LOG_DIR/hang-up.log"; die "podman-compose up with compose.hang.yml failed"; }
+podman inspect -f '  bot-server recreated: {{.State.Status}}, mounts: {{range .Mounts}}{{.Destination}} {{end}}' botticelli-bot-server
+wait_dns botticelli-bot-server "$DISCORD_CONTAINER"
+deadline=$((SECONDS + 120))
+until podman logs "$DISCORD_CONTAINER" 2>&1 | grep -qE '^requests received: ([2-9]|[1-9][0-9]+)$'; do
+    [ $SECONDS -lt $deadline ] || { podman logs "$DISCORD_CONTAINER"; die "the two sends did not reach the Discord stand-in within 120s"; }
+    sleep 1
+done
+echo "  Discord stand-in: $(podman logs "$DISCORD_CONTAINER" 2>&1 | grep '^requests received' | awk 'END {print}') (none answered)"
+hang_timeout="$(podman inspect -f '{{.Config.StopTimeout}}' botticelli-bot-server)"
+budget=25   # shutdown_grace_seconds 15 (scripts/e2e/actor_server.hang.toml) + 10 s
+t_stop=$(date +%s.%N)
+podman stop botticelli-bot-server >/dev/null 2>"$LOG_DIR/podman-stop-hang.log"
+hang_stop_s=$(python3 -c "import time; print(f'{time.time() - $t_stop:.1f}')")
+hang_exit="$(podman inspect -f '{{.State.ExitCode}}' botticelli-bot-server)"
+echo "  podman stop with Discord hanging took ${hang_stop_s}s (budget ${budget}s, stop timeout ${hang_timeout}s); ExitCode=$hang_exit"
+[ "$hang_exit" = 0 ] || die "bot-server exited $hang_exit on podman stop with Discord hanging (137 = SIGKILL)"
+python3 -c "import sys; sys.exit(0 if $hang_stop_s < $hang_timeout else 1)" || die "stop took ${hang_stop_s}s: the stop timeout was reached"
+python3 -c "import sys; sys.exit(0 if $hang_stop_s <= $budget + 1 else 1)" || die "stop took ${hang_stop_s}s: over the shutdown budget (${budget}s)"
+podman logs botticelli-bot-server >"$LOG_DIR/bot-server-hang.log" 2>&1
+grep -E 'SIGTERM received|shutdown budget|grace period over|bot-server stopped' "$LOG_DIR/bot-server-hang.log" | sed 's/^/  log: /' | cut -c1-170
+grep -q 'cutting the Discord requests still in flight' "$LOG_DIR/bot-server-hang.log" || die "no cut Discord request in the logs (did Discord hang?)"
+grep -q 'bot-server stopped' "$LOG_DIR/bot-server-hang.log" || die "no 'bot-server stopped' in the logs"
+for secret in "$E2E_TOKEN" e2e-hang-webhook-token; do
+    ! grep -qF "$secret" "$LOG_DIR/bot-server-hang.log" || die "a token is in the bot-server's logs"
+done
+# What the stop left, read by `bot-server posts list` from the state volume (the image's own
+# config has the same state_dir).
+podman run --rm --no-healthcheck -v botticelli-e2e-bot-server-state:/var/lib/bot-server "$BOT_IMAGE" \
+    posts list --limit 10000 >"$LOG_DIR/posts-after-hang.txt" 2>&1 || { cat "$LOG_DIR/posts-after-hang.txt"; die "posts list failed"; }
+grep -A1 -E 'discord:123456789012345678|webhook:4242' "$LOG_DIR/posts-after-hang.txt" | sed 's/^/  /' | cut -c1-200
+grep -qE '^ +[0-9]+  sending +discord:123456789012345678 ' "$LOG_DIR/posts-after-hang.txt" \
+    || die "the channel post cut at shutdown is not left sending (to be re-sent with its nonce)"
+grep -A1 -E '^ +[0-9]+  failed +webhook:4242 ' "$LOG_DIR/posts-after-hang.txt" | grep -q 'Discord may have posted the message' \
+    || die "the webhook post cut at shutdown is not set aside as failed with 'Discord may have posted the message'"
+podman rm -f "$DISCORD_CONTAINER" >/dev/null
 
 finish_step

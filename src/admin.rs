@@ -2,6 +2,11 @@
 //! (the process is alive) and `/readyz` (config loaded, state store answering and its writes
 //! succeeding, scheduler loop ticking; otherwise 503 with a JSON body naming what is not
 //! ready).
+//!
+//! It is served by hyper directly (HTTP/1 and HTTP/2, as `axum::serve` does) so that a client
+//! cannot hold a connection, or the process's stop, open: a request's headers must arrive
+//! within [`HEADER_READ_TIMEOUT`], and at shutdown open connections get
+//! [`crate::shutdown::ADMIN_DRAIN`] to finish before they are closed.
 
 use crate::app::App;
 use crate::scheduler::SchedulerStatus;
@@ -10,9 +15,19 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::Listener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Longest a client may take to send a request's headers (HTTP/1) before its connection is
+/// closed. Prometheus and health checks send theirs at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -30,19 +45,60 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin routes on `listener` until `shutdown` resolves.
+/// Serves the admin routes on `listener` until `shutdown` resolves, then gives open
+/// connections [`crate::shutdown::ADMIN_DRAIN`] to finish and closes the rest: it returns
+/// within that bound of `shutdown`, whatever clients do.
 ///
 /// # Errors
 ///
-/// When the server fails (accepting connections).
+/// None at present (accept errors are logged and retried, as `axum::serve` does); the
+/// `Result` keeps the signature of a server.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    mut listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let router = router(state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    // Owned here, so the connections still open after the drain are dropped with the set.
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            // axum's accept: retries what can pass (a full file table waits 1 s), as its
+            // `serve` does.
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        connections.spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!(cause = %err, "admin connection ended with an error");
+            }
+        });
+        // Forget the connections that have ended.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(crate::shutdown::ADMIN_DRAIN, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "admin connections still open at shutdown: closed"
+        );
+    }
+    connections.abort_all();
+    Ok(())
 }
 
 async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {

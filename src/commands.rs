@@ -48,6 +48,14 @@ pub fn check(
         config.actors.len(),
         narratives.len()
     )?;
+    let budget = crate::shutdown::ShutdownBudget::of(&config.server);
+    writeln!(
+        out,
+        "on SIGTERM: exits within {} s (shutdown_grace_seconds {} + {} s); give a container a longer stop timeout",
+        budget.total().as_secs(),
+        budget.grace().as_secs(),
+        crate::shutdown::TAIL.as_secs()
+    )?;
     for actor in &config.actors {
         let narrative = actor
             .narrative

@@ -21,6 +21,7 @@
 //!   with backoff.
 //! - [`schedule`]: schedule kinds and their fire times.
 //! - [`scheduler`]: the loop that fires due actors, the circuit breaker, shutdown.
+//! - [`shutdown`]: the shutdown budget: how long a stop may take, and what each part of it gets.
 //! - [`runner`]: one actor run: narrative, queue actions, delivery.
 //! - [`app`]: the assembled server shared by the scheduler and runs.
 //! - [`server`]: what `serve` runs: admin server, scheduler, orderly stop (used by the binary
@@ -56,6 +57,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod tomlfile;

@@ -6,6 +6,7 @@ use bot_server::app::{App, AppOptions};
 use bot_server::commands::{self, Decision, RunCommand};
 use bot_server::config::Config;
 use bot_server::scheduler::SchedulerStatus;
+use bot_server::shutdown::Deadlines;
 use bot_server::store::{PostStatus, Store};
 use bot_server::telemetry::Telemetry;
 use clap::{Parser, Subcommand};
@@ -187,7 +188,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match dispatch(cli).await {
+    // Set by `serve` when it stops: the rest of the exit keeps to its shutdown budget.
+    let mut stopping: Option<Deadlines> = None;
+    let code = match dispatch(cli, &mut stopping).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -195,11 +198,12 @@ async fn main() -> ExitCode {
         }
     };
     // Export the spans still queued (the last run's trace), bounded in time.
-    telemetry.shutdown().await;
+    let flush = stopping.map_or(bot_server::telemetry::SHUTDOWN_TIMEOUT, |d| d.flush_bound());
+    telemetry.shutdown_within(flush).await;
     code
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli, stopping: &mut Option<Deadlines>) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let config_path = cli.config_path();
     let optional_config = cli.optional_config();
@@ -207,7 +211,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     // `_FILE`).
     let options = AppOptions::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&config_path, options).await,
+        Command::Serve => {
+            *stopping = Some(serve(&config_path, options).await?);
+            Ok(())
+        }
         Command::Run {
             narrative,
             vars,
@@ -254,7 +261,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config_path: &std::path::Path, options: AppOptions) -> anyhow::Result<()> {
+/// `serve`: until SIGTERM or SIGINT; returns the deadlines of the stop.
+async fn serve(config_path: &std::path::Path, options: AppOptions) -> anyhow::Result<Deadlines> {
     let config = Config::load(config_path)?;
     let admin_addr = config.server.admin_listen;
     let app = Arc::new(App::build(config, options).await?);

@@ -68,7 +68,8 @@ impl LastAttempts {
 
 /// Re-sends posts left `sending` until `stop` fires: all of them at once at start-up, then each
 /// when [`next_attempt_at`] comes. `cancel` ends a send that waits on a rate limit (after the
-/// shutdown grace); a request that has gone out is completed and recorded.
+/// shutdown grace); a request that has gone out is completed and recorded, unless it is still
+/// unanswered when the shutdown budget cuts it ([`crate::shutdown`]).
 pub async fn run(app: Arc<App>, stop: CancellationToken, cancel: CancellationToken) {
     // Where each target key sends: the targets of every configured actor.
     let targets: HashMap<String, (String, Target)> = app

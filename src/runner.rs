@@ -79,7 +79,7 @@ pub struct RunSummary {
 
 /// Runs `actor` once as run `run_id`. `cancel` stops the narrative between acts and a Discord
 /// send that waits for a rate limit; a Discord request that has gone out is completed and
-/// recorded.
+/// recorded, unless the shutdown budget cuts it first ([`crate::shutdown`]).
 ///
 /// # Errors
 ///

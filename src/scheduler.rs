@@ -12,15 +12,17 @@
 //! monotonic time between wake-ups: logged once, counted, and every actor's next time is
 //! computed again from now (a last run "in the future" never delays the next one).
 //!
-//! Shutdown: the loop stops starting runs, waits up to `shutdown_grace_seconds` for runs in
-//! flight, then cancels what is left between acts (a Discord send that has started completes
-//! and is recorded) and records those runs as `cancelled`.
+//! Shutdown, within the budget of [`crate::shutdown`]: the loop stops starting runs, waits up
+//! to `shutdown_grace_seconds` for runs in flight, then cancels what is left between acts and
+//! records those runs as `cancelled`; a Discord send that has started gets a few seconds more
+//! to complete and be recorded, then is cut.
 
 use crate::actor_state::{ActorState, BreakerSettings, Circuit, RunOutcome};
 use crate::app::App;
 use crate::config::Actor;
 use crate::runner::{RunSummary, run_actor};
 use crate::schedule::{History, seconds_after};
+use crate::shutdown::{Deadlines, ShutdownBudget};
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
@@ -95,7 +97,8 @@ struct Finished {
     next: Option<DateTime<Utc>>,
 }
 
-/// Runs the scheduler until `shutdown` resolves, then drains runs in flight.
+/// Runs the scheduler until `shutdown` resolves, then drains runs in flight within the
+/// shutdown budget; returns the budget's deadlines, for the rest of the stop.
 ///
 /// # Errors
 ///
@@ -105,7 +108,7 @@ pub async fn run(
     app: Arc<App>,
     status: Arc<SchedulerStatus>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
+) -> Result<Deadlines, StoreError> {
     let config = app.config.clone();
     let actors: Vec<Actor> = config
         .actors
@@ -289,25 +292,47 @@ pub async fn run(
         }
     }
 
+    let budget = ShutdownBudget::of(&config.server);
+    let deadlines = budget.start(tokio::time::Instant::now());
     stop_resending.cancel();
-    let in_flight = tracker.len();
     tracing::info!(
-        runs_in_flight = in_flight,
-        grace_seconds = config.server.shutdown_grace_seconds,
+        runs_in_flight = status.running.load(Ordering::Relaxed),
+        grace_seconds = budget.grace().as_secs(),
+        exit_within_seconds = budget.total().as_secs(),
         "shutting down: no new runs"
     );
     tracker.close();
-    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadlines.runs, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
-            runs_in_flight = tracker.len(),
+            tasks = tracker.len(),
             "grace period over: cancelling runs in flight between steps"
         );
         hard.cancel();
-        tracker.wait().await;
+        if tokio::time::timeout_at(deadlines.sends, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = tracker.len(),
+                "shutdown budget: cutting the Discord requests still in flight"
+            );
+            app.delivery.cut_in_flight();
+            if tokio::time::timeout_at(deadlines.records, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    tasks = tracker.len(),
+                    "shutdown budget: runs did not record their end in time; stopping without them"
+                );
+            }
+        }
     }
     tracing::info!("scheduler stopped");
-    Ok(())
+    Ok(deadlines)
 }
 
 /// Sees the wall clock go back: between two readings it should advance as monotonic time

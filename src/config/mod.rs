@@ -48,7 +48,8 @@ pub struct ServerSettings {
     pub state_dir: PathBuf,
     /// Admin HTTP (metrics, health).
     pub admin_listen: SocketAddr,
-    /// How long a run in flight may take to finish after SIGTERM.
+    /// How long a run in flight may take to finish after SIGTERM; the process exits within
+    /// this plus [`crate::shutdown::TAIL`] ([`crate::shutdown::ShutdownBudget`]).
     #[serde(deserialize_with = "crate::duration::seconds")]
     pub shutdown_grace_seconds: u64,
     /// Longest one run may take.
@@ -77,7 +78,9 @@ impl Default for ServerSettings {
             circuit_cooldown_seconds: 300,
             state_dir: PathBuf::from("state"),
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
-            shutdown_grace_seconds: 30,
+            // With the shutdown budget's tail (10 s): exit within 25 s, under a container's
+            // 30 s stop timeout.
+            shutdown_grace_seconds: 15,
             run_timeout_seconds: 300,
             default_provider: "gemini".to_owned(),
             max_concurrent_runs: 16,

@@ -17,6 +17,11 @@
 //! aside for an operator ([`DeliveryError::Uncertain`]); a refused connection or a 429 is retried.
 //! Webhook URLs carry a token: no URL, path or request is ever logged or put in an error
 //! (errors name the webhook id only).
+//!
+//! At the end of the shutdown budget ([`crate::shutdown`]) requests still in flight are cut
+//! ([`Delivery::cut_in_flight`]): the channel message keeps its nonce and is re-sent at the
+//! next start; the webhook message may have been posted, so it is set aside
+//! ([`DeliveryError::Uncertain`]), as after a timeout.
 
 pub mod ratelimit;
 mod split;
@@ -140,6 +145,9 @@ pub enum DeliveryError {
     Decode(String),
     #[error("the send was not started: the server is shutting down")]
     Cancelled,
+    /// The request went out but its answer had not come when the shutdown budget ended.
+    #[error("the request was cut at shutdown before Discord answered (the shutdown budget ended)")]
+    Cut,
 }
 
 impl DeliveryError {
@@ -176,7 +184,7 @@ impl DeliveryError {
     fn may_have_been_accepted(&self) -> bool {
         match self {
             // A 2xx whose body could not be read: Discord took the request.
-            Self::Transport(_) | Self::Timeout | Self::Decode(_) => true,
+            Self::Transport(_) | Self::Timeout | Self::Decode(_) | Self::Cut => true,
             Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
@@ -197,6 +205,7 @@ impl DeliveryError {
             Self::MissingToken => "missing_token",
             Self::Decode(_) => "decode",
             Self::Cancelled => "cancelled",
+            Self::Cut => "cut",
         }
     }
 }
@@ -220,6 +229,8 @@ pub struct Delivery {
     max_retries: usize,
     on_rate_limited: RateLimitObserver,
     on_message: MessageObserver,
+    /// Fired at the end of the shutdown budget: requests in flight are dropped.
+    cut: CancellationToken,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -309,7 +320,14 @@ impl Delivery {
             max_retries: 4,
             on_rate_limited: Arc::new(|| {}),
             on_message: Arc::new(|_| {}),
+            cut: CancellationToken::new(),
         }
+    }
+
+    /// Ends every request in flight, now and later, with [`DeliveryError::Cut`]: the end of
+    /// the shutdown budget. (The sends' own `cancel` only stops waits and new requests.)
+    pub fn cut_in_flight(&self) {
+        self.cut.cancel();
     }
 
     /// Calls `observer` for every 429 Discord answers (for the rate-limited counter).
@@ -336,7 +354,7 @@ impl Delivery {
     /// `nonce` (at most 25 characters) makes a repeated send of the same part return the
     /// message Discord already created instead of a second one. Waiting for a rate limit ends
     /// when `cancel` fires (the request is then not sent); a request that has gone out is
-    /// completed.
+    /// completed, unless [`Delivery::cut_in_flight`] cuts it.
     ///
     /// # Errors
     ///
@@ -452,6 +470,7 @@ impl Delivery {
         let mut turn = tokio::select! {
             turn = endpoint.limiter.lane(&endpoint.bucket) => turn,
             () = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+            () = self.cut.cancelled() => return Err(DeliveryError::Cancelled),
         };
         loop {
             let err = match self.attempt(endpoint, &mut turn, body, cancel).await {
@@ -493,23 +512,34 @@ impl Delivery {
         body: &impl Serialize,
         cancel: &CancellationToken,
     ) -> Result<String, DeliveryError> {
+        // Once the server stops, no new request goes out, even when a turn is free.
         tokio::select! {
-            () = endpoint.limiter.ready(turn) => {}
+            biased;
             () = cancel.cancelled() => return Err(DeliveryError::Cancelled),
+            () = self.cut.cancelled() => return Err(DeliveryError::Cancelled),
+            () = endpoint.limiter.ready(turn) => {}
         }
         let mut request = self.http.post(&endpoint.url).json(body);
         if let Some(token) = endpoint.auth {
             request = request.header("authorization", format!("Bot {}", token.expose()));
         }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let headers = BucketHeaders::from_headers(response.headers());
-        let scope = header(response.headers(), "x-ratelimit-scope");
-        let global_header = header(response.headers(), "x-ratelimit-global");
-        let retry_after_header = header(response.headers(), "retry-after")
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0);
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let exchange = async {
+            let response = request.send().await.map_err(transport_error)?;
+            let answer = Answer::of(&response);
+            let bytes = response.bytes().await.map_err(transport_error)?;
+            Ok::<_, DeliveryError>((answer, bytes))
+        };
+        let (answer, bytes) = tokio::select! {
+            exchange = exchange => exchange?,
+            () = self.cut.cancelled() => return Err(DeliveryError::Cut),
+        };
+        let Answer {
+            status,
+            headers,
+            scope,
+            global_header,
+            retry_after_header,
+        } = answer;
         turn.record(headers);
         if status != 429 {
             endpoint.limiter.answered();
@@ -593,6 +623,29 @@ impl Delivery {
                     message: crate::excerpt(&message, 300),
                 })
             }
+        }
+    }
+}
+
+/// What a response's status and headers say, read before its body.
+struct Answer {
+    status: u16,
+    headers: BucketHeaders,
+    scope: Option<String>,
+    global_header: Option<String>,
+    retry_after_header: Option<f64>,
+}
+
+impl Answer {
+    fn of(response: &reqwest::Response) -> Self {
+        Self {
+            status: response.status().as_u16(),
+            headers: BucketHeaders::from_headers(response.headers()),
+            scope: header(response.headers(), "x-ratelimit-scope"),
+            global_header: header(response.headers(), "x-ratelimit-global"),
+            retry_after_header: header(response.headers(), "retry-after")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0),
         }
     }
 }

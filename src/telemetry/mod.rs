@@ -169,15 +169,19 @@ impl Telemetry {
     /// Exports the spans still queued and stops the exporter, waiting at most
     /// [`SHUTDOWN_TIMEOUT`]; a collector that is down or slow only loses those spans.
     pub async fn shutdown(self) {
+        self.shutdown_within(SHUTDOWN_TIMEOUT).await;
+    }
+
+    /// [`Telemetry::shutdown`] waiting at most `bound` (what is left of the shutdown budget).
+    pub async fn shutdown_within(self, bound: Duration) {
         let provider = self.provider;
-        let flush =
-            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT));
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(1), flush).await {
+        let flush = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(bound));
+        match tokio::time::timeout(bound, flush).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(err))) => tracing::warn!(cause = %err, "traces not flushed at shutdown"),
             Ok(Err(err)) => tracing::warn!(cause = %err, "traces not flushed at shutdown"),
             Err(_) => tracing::warn!(
-                timeout = ?SHUTDOWN_TIMEOUT,
+                timeout = ?bound,
                 "traces not flushed at shutdown: timed out"
             ),
         }

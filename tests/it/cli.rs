@@ -50,7 +50,7 @@ timezone = "Europe/Paris"
 "#;
 
 /// `check` on a valid config exits 0 and prints each actor's next five fire times in UTC
-/// and in the actor's time zone.
+/// and in the actor's time zone, and how long a stop may take (the shutdown budget).
 #[tokio::test]
 async fn check_prints_next_fire_times() {
     let env = TestEnv::new().await;
@@ -65,6 +65,10 @@ async fn check_prints_next_fire_times() {
     );
     assert!(
         out.contains("schedule: cron \"0 9 * * *\" in Europe/Paris"),
+        "{out}"
+    );
+    assert!(
+        out.contains("on SIGTERM: exits within 25 s (shutdown_grace_seconds 15 + 10 s)"),
         "{out}"
     );
     let nexts: Vec<&str> = out

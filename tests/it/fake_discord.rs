@@ -317,6 +317,40 @@ async fn hang_after_create_records_but_never_answers() {
     assert_eq!(messages[0].content, "lost ack");
 }
 
+/// `fail_always(Hang)` is a Discord that never answers: every request, on a channel or a
+/// webhook, hangs and creates nothing, queued failures still come first, and `fail_always(None)`
+/// ends it.
+#[tokio::test]
+async fn fail_always_hang_never_answers_any_request() {
+    let fake = started().await;
+    let hook = fake.add_webhook(9, "tok");
+    fake.fail_always(Some(Fail::Hang));
+    fake.push_failure(Fail::Status(500));
+    let channel = format!("{}/api/v10/channels/{CHANNEL}/messages", fake.base_url());
+    let bot = format!("Bot {TOKEN}");
+    let (status, _, _) = post_raw(&channel, Some(&bot), r#"{"content": "a"}"#).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the queued failure first"
+    );
+    for (url, auth) in [(&channel, Some(bot.as_str())), (&hook, None)] {
+        for _ in 0..2 {
+            let answer = tokio::time::timeout(
+                Duration::from_millis(300),
+                post_raw(url, auth, r#"{"content": "b"}"#),
+            )
+            .await;
+            assert!(answer.is_err(), "expected no answer, got {answer:?}");
+        }
+    }
+    assert!(fake.messages().is_empty());
+    fake.fail_always(None);
+    let (status, _, _) = post_raw(&channel, Some(&bot), r#"{"content": "c"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fake.messages().len(), 1);
+}
+
 /// Execute webhook: `wait=true` returns the message, no wait returns 204, bad id/token fail.
 #[tokio::test]
 async fn webhook_wait_true_returns_message() {

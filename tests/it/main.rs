@@ -6,6 +6,7 @@ mod fake_discord;
 mod faults;
 mod llm;
 mod pipeline;
+mod shutdown;
 mod store_faults;
 mod support;
 mod tls;

@@ -51,7 +51,7 @@ pub(super) async fn create_message(
         let bucket = inner.touch_bucket(BucketKey::Channel(channel_id.clone()));
         // A request over a limit is refused before anything else: a scripted failure waits.
         let failure = match bucket.over {
-            None => inner.failures.pop_front(),
+            None => inner.failures.pop_front().or_else(|| inner.always.clone()),
             Some(_) => None,
         };
         (bucket, failure)
@@ -77,7 +77,7 @@ pub(super) async fn execute_webhook(
         let bucket = inner.touch_bucket(BucketKey::Webhook(webhook_id.clone()));
         // A request over a limit is refused before anything else: a scripted failure waits.
         let failure = match bucket.over {
-            None => inner.failures.pop_front(),
+            None => inner.failures.pop_front().or_else(|| inner.always.clone()),
             Some(_) => None,
         };
         (bucket, failure)

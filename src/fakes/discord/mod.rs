@@ -15,8 +15,9 @@
 //! [`RATE_LIMIT_WINDOW`] per channel or webhook (429 with `X-RateLimit-Scope: user`) and
 //! [`GLOBAL_LIMIT`] requests per second per bot token (429 with scope `global`); the scope
 //! header is sent only on 429s, as Discord does. Tests script failures (429 from Discord or
-//! from Cloudflare, 4xx, 5xx, 401, hangs) with [`FakeDiscord::push_failure`] and inspect what
-//! Discord would now show with [`FakeDiscord::messages`].
+//! from Cloudflare, 4xx, 5xx, 401, hangs) with [`FakeDiscord::push_failure`], or one for every
+//! request with [`FakeDiscord::fail_always`] (a Discord that hangs), and inspect what Discord
+//! would now show with [`FakeDiscord::messages`].
 //!
 //! Limits come from Discord's OpenAPI spec and documentation (see `tests/it/fake_discord.rs`, which
 //! checks them against `tests/data/discord-openapi/openapi.json`). Time-dependent rules (the nonce
@@ -155,6 +156,19 @@ impl FakeDiscord {
     ///
     /// If no loopback port can be bound: a test fake has no better answer.
     pub async fn start(bot_token: &str) -> FakeDiscord {
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("fake Discord: bind 127.0.0.1:0");
+        Self::serve(listener, bot_token)
+    }
+
+    /// [`FakeDiscord::start`] on a listener the caller bound (a stand-in serving another
+    /// address).
+    ///
+    /// # Panics
+    ///
+    /// If the listener has no local address.
+    pub fn serve(listener: tokio::net::TcpListener, bot_token: &str) -> FakeDiscord {
         let expected_authorization = if bot_token.starts_with("Bot ") {
             bot_token.to_owned()
         } else {
@@ -168,9 +182,6 @@ impl FakeDiscord {
             rate_limited: AtomicUsize::new(0),
             shutdown: shutdown_rx.clone(),
         });
-        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("fake Discord: bind 127.0.0.1:0");
         let addr = listener
             .local_addr()
             .expect("fake Discord: local address of a bound listener");
@@ -245,6 +256,12 @@ impl FakeDiscord {
     /// one per request, in order.
     pub fn push_failure(&self, f: Fail) {
         self.shared.lock().failures.push_back(f);
+    }
+
+    /// Applies `f` to every request to a message route that finds no queued failure (`None`
+    /// ends it): `Fail::Hang` makes a Discord that never answers.
+    pub fn fail_always(&self, f: Option<Fail>) {
+        self.shared.lock().always = f;
     }
 
     /// Every message created, in creation order (a deduplicated nonce creates nothing).
@@ -331,6 +348,8 @@ struct Inner {
     /// Webhook id → token.
     webhooks: HashMap<u64, String>,
     failures: VecDeque<Fail>,
+    /// The failure of every request without a queued one ([`FakeDiscord::fail_always`]).
+    always: Option<Fail>,
     messages: Vec<StoredMessage>,
     /// (channel, author, nonce) → when and which message last used it.
     nonces: HashMap<(u64, u64, String), (Instant, usize)>,
