@@ -472,16 +472,37 @@ type = "Immediate"
     );
 }
 
-/// A run due in 1 h starts within one check interval once the system clock is stepped
-/// forward 1 h: the scheduler re-reads the wall clock after each wake-up.
-#[tokio::test(start_paused = true)]
-async fn stepping_the_wall_clock_forward_makes_a_run_due() {
+/// The server on the system clock plus a step that the test sets, as NTP would.
+async fn serve_with_a_steppable_clock(
+    env: &TestEnv,
+    config: &std::path::Path,
+) -> (Serving, std::sync::Arc<std::sync::Mutex<chrono::TimeDelta>>) {
     use bot_server::app::{App, AppOptions};
     use bot_server::clock::Clock;
     use bot_server::config::Config;
     use bot_server::secret::Secret;
-    use chrono::{SecondsFormat, TimeDelta, Utc};
     use std::sync::{Arc, Mutex};
+    let step = Arc::new(Mutex::new(chrono::TimeDelta::zero()));
+    let clock = Clock::with_source({
+        let step = step.clone();
+        move || chrono::Utc::now() + *step.lock().unwrap()
+    });
+    let loaded = Config::load(config).unwrap();
+    let options = AppOptions {
+        clock: Some(clock),
+        discord_token: Some(Secret::new(DISCORD_TOKEN)),
+        llm: Some(env.llm_clients(&loaded)),
+        ..Default::default()
+    };
+    let running = Serving::start(Arc::new(App::build(loaded, options).await.unwrap())).await;
+    (running, step)
+}
+
+/// A run due in 1 h starts within one check interval once the system clock is stepped
+/// forward 1 h: the scheduler re-reads the wall clock after each wake-up.
+#[tokio::test(start_paused = true)]
+async fn stepping_the_wall_clock_forward_makes_a_run_due() {
+    use chrono::{SecondsFormat, TimeDelta, Utc};
 
     let env = TestEnv::new().await;
     env.write("one.toml", ONE_ACT);
@@ -494,20 +515,7 @@ async fn stepping_the_wall_clock_forward_makes_a_run_due() {
             due.to_rfc3339_opts(SecondsFormat::Secs, true)
         ),
     );
-    // The system clock, plus a step that the test sets as NTP would.
-    let step = Arc::new(Mutex::new(TimeDelta::zero()));
-    let clock = Clock::with_source({
-        let step = step.clone();
-        move || Utc::now() + *step.lock().unwrap()
-    });
-    let loaded = Config::load(&config).unwrap();
-    let options = AppOptions {
-        clock: Some(clock),
-        discord_token: Some(Secret::new(DISCORD_TOKEN)),
-        llm: Some(env.llm_clients(&loaded)),
-        ..Default::default()
-    };
-    let running = Serving::start(Arc::new(App::build(loaded, options).await.unwrap())).await;
+    let (running, step) = serve_with_a_steppable_clock(&env, &config).await;
     let runs = || async {
         running
             .app
@@ -548,12 +556,7 @@ async fn stepping_the_wall_clock_forward_makes_a_run_due() {
 /// in the future) and the post was held until the wall clock caught up.
 #[tokio::test(start_paused = true)]
 async fn stepping_the_wall_clock_back_delays_nothing() {
-    use bot_server::app::{App, AppOptions};
-    use bot_server::clock::Clock;
-    use bot_server::config::Config;
-    use bot_server::secret::Secret;
-    use chrono::{TimeDelta, Utc};
-    use std::sync::{Arc, Mutex};
+    use chrono::TimeDelta;
 
     let env = TestEnv::new().await;
     env.write("one.toml", ONE_ACT);
@@ -575,19 +578,7 @@ async fn stepping_the_wall_clock_back_delays_nothing() {
          [[actors]]\nname = \"poster\"\nnarrative = \"news.toml\"\ntarget = \"chan\"\n\
          [actors.schedule]\ntype = \"interval\"\nseconds = 3600\n",
     );
-    let step = Arc::new(Mutex::new(TimeDelta::zero()));
-    let clock = Clock::with_source({
-        let step = step.clone();
-        move || Utc::now() + *step.lock().unwrap()
-    });
-    let loaded = Config::load(&config).unwrap();
-    let options = AppOptions {
-        clock: Some(clock),
-        discord_token: Some(Secret::new(DISCORD_TOKEN)),
-        llm: Some(env.llm_clients(&loaded)),
-        ..Default::default()
-    };
-    let running = Serving::start(Arc::new(App::build(loaded, options).await.unwrap())).await;
+    let (running, step) = serve_with_a_steppable_clock(&env, &config).await;
     let app = running.app.clone();
     // Step when the post's first re-send has failed (its failure recorded after the send
     // began): it now waits for its backoff, timed from a last attempt that will be an hour
