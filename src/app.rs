@@ -30,6 +30,8 @@ pub enum SetupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    #[error(transparent)]
+    Discord(#[from] crate::discord::DeliveryError),
     #[error("{0}")]
     Secret(String),
     /// Several problems, each on its own line (`bot-server check` lists the same).
@@ -261,7 +263,7 @@ impl App {
             let metrics = metrics.clone();
             move |ok| metrics.store_write(ok)
         });
-        let delivery = Delivery::new(&config.discord, token)
+        let delivery = Delivery::new(&config.discord, token)?
             .observe_rate_limits({
                 let metrics = metrics.clone();
                 move || {

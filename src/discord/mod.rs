@@ -145,6 +145,8 @@ pub enum DeliveryError {
     Decode(String),
     #[error("the send was not started: the server is shutting down")]
     Cancelled,
+    #[error("cannot set up the HTTP client for Discord: {0}")]
+    Client(String),
     /// The request went out but its answer had not come when the shutdown budget ended.
     #[error("the request was cut at shutdown before Discord answered (the shutdown budget ended)")]
     Cut,
@@ -205,6 +207,7 @@ impl DeliveryError {
             Self::MissingToken => "missing_token",
             Self::Decode(_) => "decode",
             Self::Cancelled => "cancelled",
+            Self::Client(_) => "client",
             Self::Cut => "cut",
         }
     }
@@ -300,7 +303,11 @@ struct Endpoint<'a> {
 impl Delivery {
     /// Builds the client. `token` is the bot token (`DISCORD_TOKEN`), needed only by channel
     /// targets.
-    pub fn new(settings: &DiscordSettings, token: Option<Secret>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built (the system's TLS roots cannot be loaded).
+    pub fn new(settings: &DiscordSettings, token: Option<Secret>) -> Result<Self, DeliveryError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
             .user_agent(concat!(
@@ -309,8 +316,9 @@ impl Delivery {
                 ")"
             ))
             .build()
-            .unwrap_or_default();
-        Self {
+            // Not a default client in its place: that would drop the timeout and the agent.
+            .map_err(|err| DeliveryError::Client(crate::error_chain(&err)))?;
+        Ok(Self {
             http,
             api: format!("{}/api/v10", settings.base_url.trim_end_matches('/')),
             token,
@@ -321,7 +329,7 @@ impl Delivery {
             on_rate_limited: Arc::new(|| {}),
             on_message: Arc::new(|_| {}),
             cut: CancellationToken::new(),
-        }
+        })
     }
 
     /// Ends every request in flight, now and later, with [`DeliveryError::Cut`]: the end of

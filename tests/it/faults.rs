@@ -21,6 +21,7 @@ fn delivery(fake: &FakeDiscord) -> Delivery {
         },
         Some(Secret::new(DISCORD_TOKEN)),
     )
+    .unwrap()
 }
 
 fn channel(id: u64) -> Target {
