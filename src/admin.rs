@@ -188,9 +188,19 @@ pub async fn readiness(state: &AdminState) -> (bool, serde_json::Value) {
     let ready = [&config, &store, &scheduler]
         .iter()
         .all(|c| c.as_str() == "ok");
+    // Not a readiness check (a restart would not lift it), but an operator should see it:
+    // nothing reaches Discord meanwhile.
+    let discord = match state.app.delivery.global_pause() {
+        Some(wait) if wait > crate::discord::LONG_RETRY_AFTER => format!(
+            "paused: Discord's global rate limit holds every request for {}s more",
+            wait.as_secs()
+        ),
+        _ => "ok".to_owned(),
+    };
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": { "config": config, "store": store, "scheduler": scheduler },
+        "discord": discord,
         "runs_in_flight": state.status.running.load(Ordering::Relaxed),
     });
     (ready, body)

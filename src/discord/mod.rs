@@ -348,6 +348,14 @@ impl Delivery {
     /// Calls `observer` once per message sent to Discord, with `success` or the error kind
     /// (for the messages counter).
     #[must_use]
+    /// How long Discord's global rate limit still holds every request of the bot (or of the
+    /// webhooks), if it does: for `/readyz`, which shows a long one.
+    pub fn global_pause(&self) -> Option<Duration> {
+        self.bot_limits
+            .paused_for()
+            .max(self.webhook_limits.paused_for())
+    }
+
     pub fn observe_messages(mut self, observer: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_message = Arc::new(observer);
         self

@@ -274,6 +274,68 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// A global rate limit asking for more than a minute is shown on `/readyz` while it holds
+/// (it is waited out in full, so nothing reaches Discord meanwhile); it does not make the
+/// server unready, since a restart would not lift it.
+#[tokio::test]
+async fn readyz_shows_a_long_global_rate_limit() {
+    use bot_server::discord::Target;
+    use bot_server::fakes::discord::Fail;
+    let env = TestEnv::new().await;
+    let config = env.config("", "");
+    let app = env.app(&config).await;
+    let (running, base) = run_with_admin(&app).await;
+    let body = || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    eventually("ready", SECS, || async {
+        body().await["status"] == "ready"
+    })
+    .await;
+    assert_eq!(body().await["discord"], "ok");
+    env.discord.push_failure(Fail::RateLimited {
+        retry_after_seconds: 600.0,
+        global: true,
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let send = tokio::spawn({
+        let (app, cancel) = (app.clone(), cancel.clone());
+        async move {
+            app.delivery
+                .send(
+                    &Target::Discord {
+                        channel_id: CHANNEL,
+                    },
+                    "x",
+                    "n1",
+                    &cancel,
+                )
+                .await
+        }
+    });
+    eventually("the 429", SECS, || async {
+        env.discord.rate_limited_count() == 1
+    })
+    .await;
+    let shown = body().await;
+    assert!(
+        shown["discord"]
+            .as_str()
+            .unwrap()
+            .starts_with("paused: Discord's global rate limit holds every request for 5"),
+        "{shown}"
+    );
+    assert_eq!(shown["status"], "ready", "{shown}");
+    cancel.cancel();
+    assert!(send.await.unwrap().is_err());
+    running.stop().await;
+}
+
 /// `/readyz` is 503 with a body naming the scheduler before the loop ticks, 200 once it
 /// runs, and 503 naming the store when the store is closed; `/healthz` is always 200.
 #[tokio::test]
