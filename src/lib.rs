@@ -31,7 +31,8 @@
 //! - [`telemetry`]: logs (stderr, `RUST_LOG`, `LOG_FORMAT`) and OpenTelemetry traces (OTLP export).
 //! - [`commands`]: the CLI subcommands as library functions.
 //! - [`clock`]: the system's wall-clock time, which moves with tokio's clock when a test pauses it.
-//! - [`secret`]: a string type that never prints its value.
+//! - [`secret`]: a string type that never prints its value; reading secrets from the environment
+//!   (`NAME` or `NAME_FILE`); the values a process knows, kept out of templates.
 //! - `fakes` (feature `fakes`, on for tests, examples and benchmarks only): in-process fakes of
 //!   Gemini, OpenAI, Anthropic, Discord and an OTLP trace receiver, speaking their wire
 //!   formats; not in the shipped binary.
