@@ -74,6 +74,8 @@ pub struct RunSummary {
     pub enqueued: usize,
     pub duplicates: usize,
     pub approved: usize,
+    /// Posts a curator was shown and did not approve (rejected).
+    pub declined: usize,
     pub published: Vec<i64>,
 }
 
@@ -251,6 +253,14 @@ async fn curate(
     let outputs = run_narrative(app, actor, run_id, builtins, cancel).await?;
     summary.acts = outputs.len();
     let ids = approved_ids(outputs.last()).map_err(|m| output_error(app, actor, m))?;
+    // Each post is shown to a curator once: what it was shown and did not approve is
+    // rejected with the reason, so the next run is shown the next posts, not the same ones.
+    let reason = format!("not approved by curator `{}`", actor.name);
+    for post in pending.iter().filter(|p| !ids.contains(&p.id)) {
+        if app.store.decline(post.id, &reason, app.clock.now()).await? {
+            summary.declined += 1;
+        }
+    }
     for id in ids {
         if !pending.iter().any(|p| p.id == id) {
             tracing::warn!(actor = %actor.name, post = id, "curator approved a post it was not shown; ignored");

@@ -580,6 +580,7 @@ fn log_success(actor: &Actor, run_id: i64, s: &RunSummary, took: chrono::Duratio
         enqueued = s.enqueued,
         duplicates = s.duplicates,
         approved = s.approved,
+        declined = s.declined,
         published = s.published.len(),
         duration_ms = took.num_milliseconds(),
         "run succeeded"

@@ -110,6 +110,22 @@ impl Store {
         backend!(self, db => db.set_status(id, post.status, to, now).await)
     }
 
+    /// Rejects post `id` with `reason` (a curator's "not approved by ..."), only if it is
+    /// still `pending`: a post an operator or another curator moved meanwhile is left as it
+    /// is. Returns whether it was rejected.
+    ///
+    /// # Errors
+    ///
+    /// On a store error.
+    pub async fn decline(
+        &self,
+        id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        backend!(self, db => db.decline(id, reason, now).await)
+    }
+
     /// The 8 oldest approved posts of `target`, for a publisher to pick the first one no other
     /// sender has claimed (a post left `sending` is the re-send loop's, not a publisher's).
     ///

@@ -142,8 +142,13 @@ seconds = 30
         sample(&text, "botticelli_posts_duplicates_skipped_total"),
         Some(1.0)
     );
+    // The post the curator was shown and did not approve is rejected, not left pending.
     assert_eq!(
         sample(&text, "botticelli_posts{status=\"pending\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "botticelli_posts{status=\"rejected\"}"),
         Some(1.0)
     );
     let posted = sample(&text, "botticelli_posts{status=\"posted\"}").unwrap();

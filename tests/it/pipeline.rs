@@ -11,7 +11,8 @@ use std::time::Duration;
 const SECS: Duration = Duration::from_secs(60);
 
 /// Generator → curator → poster: approved posts reach Discord once each, in order; the
-/// rejected one stays pending and the near-duplicate is never queued.
+/// one it did not approve is rejected ("not approved by curator ...") and the near-duplicate
+/// is never queued.
 #[tokio::test(start_paused = true)]
 async fn three_actor_pipeline_posts_approved_posts_to_discord() {
     let env = TestEnv::new().await;
@@ -70,22 +71,90 @@ seconds = 10
         posted.iter().all(|p| p.message_ids.len() == 1),
         "{posted:?}"
     );
-    let pending = store
-        .posts(Some(PostStatus::Pending), None, 10)
+    // Shown to the curator once and not approved: rejected with the reason, not shown again.
+    assert!(
+        store
+            .posts(Some(PostStatus::Pending), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rejected = store
+        .posts(Some(PostStatus::Rejected), None, 10)
         .await
         .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].content, "A bad post");
     assert_eq!(
-        pending
-            .iter()
-            .map(|p| p.content.as_str())
-            .collect::<Vec<_>>(),
-        ["A bad post"]
+        rejected[0].last_error.as_deref(),
+        Some("not approved by curator `curator`")
     );
     // The generator's 4th post normalizes to the 1st: queued once.
     assert_eq!(store.posts(None, None, 10).await.unwrap().len(), 3);
     let gen_runs = store.recent_runs(Some("generator"), 10).await.unwrap();
     assert_eq!(gen_runs.len(), 1, "Immediate fires once: {gen_runs:?}");
     assert_eq!(gen_runs[0].outcome, RunOutcome::Success);
+}
+
+/// A curator that approves nothing is shown each pending post once: every run sees the next
+/// ones (batch of 2), and what it did not approve is rejected with the reason. Before, it was
+/// shown the same oldest posts on every run, and the queue behind them was never reached.
+#[tokio::test(start_paused = true)]
+async fn the_curator_sees_each_pending_post_once() {
+    let env = TestEnv::new().await;
+    env.llm.set_responder(|_| "[]".to_owned());
+    env.write("cur.toml", CURATOR);
+    let config = env.config(
+        "",
+        "[[actors]]\nname = \"curator\"\nnarrative = \"cur.toml\"\naction = \"curate\"\ntarget = \"chan\"\nbatch_size = 2\n[actors.schedule]\ntype = \"interval\"\nseconds = 10\n",
+    );
+    let app = env.app(&config).await;
+    let target = format!("discord:{CHANNEL}");
+    for n in 1..=5 {
+        app.store
+            .enqueue(
+                &target,
+                &format!("candidate {n}"),
+                PostStatus::Pending,
+                None,
+                app.clock.now(),
+            )
+            .await
+            .unwrap();
+    }
+    let running = Serving::start(app.clone()).await;
+    eventually("three curator runs", SECS, || async {
+        env.llm.request_count() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let shown: Vec<Vec<String>> = env
+        .llm
+        .requests()
+        .iter()
+        .map(|r| {
+            (1..=5)
+                .filter(|n| r.prompt.contains(&format!("candidate {n}\"")))
+                .map(|n| n.to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        shown[..3],
+        [vec!["1", "2"], vec!["3", "4"], vec!["5"]],
+        "{shown:?}"
+    );
+    let store = running.stop().await;
+    let rejected = store
+        .posts(Some(PostStatus::Rejected), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 5);
+    assert!(
+        rejected
+            .iter()
+            .all(|p| p.last_error.as_deref() == Some("not approved by curator `curator`"))
+    );
 }
 
 /// A `post` actor runs its three acts in order, each seeing the previous output, and posts

@@ -107,6 +107,23 @@ impl Sqlite {
         .await
     }
 
+    /// Rejects post `id` with `reason` if it is still `pending`; whether it was.
+    pub(in crate::store) async fn decline(
+        &self,
+        id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "UPDATE posts SET status = 'rejected', last_error = ?1, updated_at = ?2 WHERE id = ?3 AND status = 'pending'",
+            )?
+            .execute((reason, ms(now), id))
+            .map(|changed| changed == 1)
+        })
+        .await
+    }
+
     pub(in crate::store) fn next_approved(&self, target: &str) -> Result<Vec<Post>, StoreError> {
         self.read(|conn| {
             let mut posts: Vec<Post> = conn
