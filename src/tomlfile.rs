@@ -63,11 +63,19 @@ pub use crate::secret::is_secret_name;
 ///
 /// When the file cannot be read, names a secret, or the content does not match `T`.
 pub fn load_literal<T: DeserializeOwned>(path: &Path) -> Result<T, TomlFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
+    parse_literal(path, &read(path)?)
+}
+
+/// The text of `path`.
+///
+/// # Errors
+///
+/// [`TomlFileError::Io`] naming the file when it cannot be read.
+pub fn read(path: &Path) -> Result<String, TomlFileError> {
+    std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    parse_literal(path, &text)
+    })
 }
 
 /// Parses `text` as the content of `path` without the environment (see [`load_literal`]).
@@ -101,11 +109,7 @@ pub fn parse_literal<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, 
 ///
 /// When the file cannot be read, a `${VAR}` is unset, or the content does not match `T`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, TomlFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text, |name| std::env::var(name).ok())
+    parse(path, &read(path)?, |name| std::env::var(name).ok())
 }
 
 /// Parses `text` as the content of `path`, looking `${VAR}` up with `env`.

@@ -222,11 +222,9 @@ impl Config {
     /// When the file cannot be read or parsed, or a value is invalid; the error names the file
     /// and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TomlFileError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text, |name| std::env::var(name).ok())
+        Self::parse(path, &tomlfile::read(path)?, |name| {
+            std::env::var(name).ok()
+        })
     }
 
     /// Parses and validates `text` as the content of `path`, looking `${VAR}` up with `env`.
