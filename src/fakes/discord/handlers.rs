@@ -120,6 +120,22 @@ fn broken_answer() -> Response {
         .into_response()
 }
 
+/// A 429 from a proxy in front of Discord (Cloudflare): `body` as it is, `Retry-After` (whole
+/// seconds) when given, none of Discord's rate-limit headers.
+fn proxy_rate_limited(body: &'static str, retry_after_seconds: Option<u64>) -> Response {
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    if let Some(seconds) = retry_after_seconds {
+        set_header(response.headers_mut(), "retry-after", seconds.to_string());
+    }
+    // Marks the answer as not Discord's: `with_bucket` adds no headers to it.
+    set_header(
+        response.headers_mut(),
+        "cf-ray",
+        "8f0c0ffee0000-FRA".to_owned(),
+    );
+    response
+}
+
 /// Applies a scripted failure that happens before Discord looks at the request: `Err` is the
 /// response to send instead.
 async fn before_request(
@@ -155,23 +171,10 @@ async fn before_request(
             retry_after_seconds,
         }) => {
             shared.rate_limited.fetch_add(1, Ordering::SeqCst);
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
+            Err(proxy_rate_limited(
                 "error code: 1015\nYou are being rate limited.",
-            )
-                .into_response();
-            set_header(
-                response.headers_mut(),
-                "retry-after",
-                retry_after_seconds.to_string(),
-            );
-            // Marks the answer as not Discord's: `with_bucket` adds no headers to it.
-            set_header(
-                response.headers_mut(),
-                "cf-ray",
-                "8f0c0ffee0000-FRA".to_owned(),
-            );
-            Err(response)
+                Some(retry_after_seconds),
+            ))
         }
         Some(Fail::BlockedByAutoMod) => Err(discord_error(
             StatusCode::BAD_REQUEST,
@@ -193,18 +196,7 @@ async fn before_request(
         Some(Fail::GarbledAfterCreate) => Ok(AfterCreate::Garbled),
         Some(Fail::BareRateLimited) => {
             shared.rate_limited.fetch_add(1, Ordering::SeqCst);
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                "<html>Too Many Requests</html>",
-            )
-                .into_response();
-            // Not Discord's answer: `with_bucket` adds no headers to it.
-            set_header(
-                response.headers_mut(),
-                "cf-ray",
-                "8f0c0ffee0001-FRA".to_owned(),
-            );
-            Err(response)
+            Err(proxy_rate_limited("<html>Too Many Requests</html>", None))
         }
     }
 }
