@@ -95,14 +95,6 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a request to `bucket` may go out: its turn in the bucket, then
-    /// [`RateLimiter::ready`].
-    pub async fn acquire(&self, bucket: &str) -> Turn {
-        let mut turn = self.lane(bucket).await;
-        self.ready(&mut turn).await;
-        turn
-    }
-
     /// Waits for the turn of a send in `bucket` (arrival order), which it keeps through its
     /// retries; each request of it waits for [`RateLimiter::ready`] first.
     pub async fn lane(&self, bucket: &str) -> Turn {
@@ -228,6 +220,15 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl RateLimiter {
+        /// A send of one request: its turn in `bucket`, then [`RateLimiter::ready`].
+        async fn acquire(&self, bucket: &str) -> Turn {
+            let mut turn = self.lane(bucket).await;
+            self.ready(&mut turn).await;
+            turn
+        }
+    }
 
     fn headers(remaining: u32, reset_after: f64) -> BucketHeaders {
         BucketHeaders {
